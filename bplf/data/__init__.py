@@ -1,0 +1,19 @@
+"""The merged emotion set: readers for FER-2013, CK+48, JAFFE and image folders, the builder,
+and the loading API the notebooks use."""
+
+from bplf.data.builder import build_emotion_set, find_sources, load_emotion_set
+from bplf.data.dataset import SPLITS, EmotionDataset, EmotionSet
+from bplf.data.errors import DatasetError, ImageError
+from bplf.data.labels import EMOTIONS
+
+__all__ = [
+    "EMOTIONS",
+    "SPLITS",
+    "DatasetError",
+    "EmotionDataset",
+    "EmotionSet",
+    "ImageError",
+    "build_emotion_set",
+    "find_sources",
+    "load_emotion_set",
+]

@@ -1,0 +1,75 @@
+"""Figures the notebooks show: dataset counts, face grids, mean faces."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import seaborn as sns
+
+from bplf.data.dataset import SPLITS, EmotionSet
+from bplf.data.labels import EMOTIONS
+
+
+def plot_counts(es: EmotionSet) -> plt.Figure:
+    """Heatmaps of face counts, source x emotion, one panel per split."""
+    counts = es.counts()
+    sources = sorted(counts["source"].unique())
+    fig, axes = plt.subplots(1, len(SPLITS), figsize=(4.2 * len(SPLITS), 0.6 * len(sources) + 1.6),
+                             sharey=True)
+    for ax, split in zip(axes, SPLITS):
+        table = (counts[counts["split"] == split]
+                 .pivot_table(index="source", columns="emotion", values="count", aggfunc="sum")
+                 .reindex(index=sources, columns=list(EMOTIONS)).fillna(0).astype(int))
+        sns.heatmap(table, annot=True, fmt="d", cmap="Blues", cbar=False, ax=ax,
+                    annot_kws={"fontsize": 8})
+        ax.set_title(f"{split} ({int(table.values.sum())} faces)")
+        ax.set_xlabel("")
+        ax.set_ylabel("")
+    fig.tight_layout()
+    return fig
+
+
+def face_grid(images: np.ndarray, ncols: int = 8, titles: Sequence[str] | None = None,
+              row_labels: Sequence[str] | None = None, scale: float = 0.9) -> plt.Figure:
+    """Show uint8 (or float) grayscale images in a grid; blank cells for missing images."""
+    n = len(images)
+    nrows = max(1, int(np.ceil(n / ncols)))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * scale, nrows * scale * 1.1),
+                             squeeze=False)
+    for k, ax in enumerate(axes.ravel()):
+        ax.set_xticks([])
+        ax.set_yticks([])
+        for side in ax.spines.values():
+            side.set_visible(False)
+        if k < n and images[k] is not None:
+            ax.imshow(np.squeeze(images[k]), cmap="gray", vmin=0,
+                      vmax=255 if np.asarray(images[k]).dtype == np.uint8 else None)
+            if titles is not None:
+                ax.set_title(titles[k], fontsize=7)
+    if row_labels is not None:
+        for r, label in enumerate(row_labels[:nrows]):
+            axes[r, 0].set_ylabel(label, fontsize=8, rotation=0, ha="right", va="center")
+    fig.tight_layout(pad=0.2)
+    return fig
+
+
+def faces_per_emotion(es: EmotionSet, per_emotion: int = 8, seed: int = 0) -> plt.Figure:
+    """One row per emotion, ``per_emotion`` random faces each (blank where there are fewer)."""
+    rng = np.random.default_rng(seed)
+    images = []
+    for e in range(len(EMOTIONS)):
+        idx = np.flatnonzero(es.labels == e)
+        pick = rng.choice(idx, size=min(per_emotion, len(idx)), replace=False) if len(idx) else []
+        images += [es.images[i] for i in pick] + [None] * (per_emotion - len(pick))
+    return face_grid(images, ncols=per_emotion, row_labels=EMOTIONS)
+
+
+def mean_faces(es: EmotionSet) -> plt.Figure:
+    """The mean face of each emotion (an average over many faces: no one is recognisable)."""
+    means = [es.images[es.labels == e].mean(axis=0) if (es.labels == e).any() else None
+             for e in range(len(EMOTIONS))]
+    counts = [int((es.labels == e).sum()) for e in range(len(EMOTIONS))]
+    return face_grid(means, ncols=len(EMOTIONS), scale=1.3,
+                     titles=[f"{e}\n(n={c})" for e, c in zip(EMOTIONS, counts)])

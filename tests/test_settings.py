@@ -1,0 +1,35 @@
+"""Quick mode and data locations are read from the environment in one place."""
+
+from pathlib import Path
+
+from bplf import settings
+
+
+def test_quick_mode_switch(monkeypatch):
+    monkeypatch.setenv("BPLF_QUICK", "1")
+    assert settings.quick_mode() and settings.pick(100, 3) == 3
+    monkeypatch.setenv("BPLF_QUICK", "0")
+    assert not settings.quick_mode() and settings.pick(100, 3) == 100
+    monkeypatch.delenv("BPLF_QUICK")
+    assert settings.pick("full", "quick") == "full"
+
+
+def test_data_locations(monkeypatch, tmp_path):
+    monkeypatch.delenv("BPLF_RAW_DIR", raising=False)
+    monkeypatch.delenv("BPLF_DATA_DIR", raising=False)
+    assert settings.raw_dir() == settings.REPO_ROOT / "data" / "raw"
+    assert settings.data_dir() == settings.REPO_ROOT / "data" / "processed"
+    monkeypatch.setenv("BPLF_RAW_DIR", str(tmp_path / "r"))
+    monkeypatch.setenv("BPLF_DATA_DIR", str(tmp_path / "p"))
+    assert settings.raw_dir() == tmp_path / "r" and settings.data_dir() == tmp_path / "p"
+    assert isinstance(settings.raw_dir(), Path)
+
+
+def test_progress_quiet_under_ci(monkeypatch):
+    monkeypatch.delenv("BPLF_PROGRESS", raising=False)
+    monkeypatch.setenv("CI", "true")
+    assert not settings.progress_enabled()
+    monkeypatch.delenv("CI")
+    assert settings.progress_enabled()
+    monkeypatch.setenv("BPLF_PROGRESS", "0")
+    assert not settings.progress_enabled()
