@@ -4,12 +4,20 @@ The notebooks in ``notebooks/`` import this package for everything longer than a
 """
 
 from bplf.data import EMOTIONS, EmotionSet, build_emotion_set, load_emotion_set
+from bplf.likelihood import bits_per_dim, dequantize
+from bplf.model import BPLF, PRESETS, ModelConfig, build_model
 from bplf.settings import pick, quick_mode
 
 __all__ = [
+    "BPLF",
     "EMOTIONS",
+    "PRESETS",
     "EmotionSet",
+    "ModelConfig",
+    "bits_per_dim",
     "build_emotion_set",
+    "build_model",
+    "dequantize",
     "load_emotion_set",
     "pick",
     "quick_mode",

@@ -18,7 +18,7 @@ def plot_counts(es: EmotionSet) -> plt.Figure:
     sources = sorted(counts["source"].unique())
     fig, axes = plt.subplots(1, len(SPLITS), figsize=(4.2 * len(SPLITS), 0.6 * len(sources) + 1.6),
                              sharey=True)
-    for ax, split in zip(axes, SPLITS):
+    for ax, split in zip(axes, SPLITS, strict=True):
         table = (counts[counts["split"] == split]
                  .pivot_table(index="source", columns="emotion", values="count", aggfunc="sum")
                  .reindex(index=sources, columns=list(EMOTIONS)).fillna(0).astype(int))
@@ -72,4 +72,51 @@ def mean_faces(es: EmotionSet) -> plt.Figure:
              for e in range(len(EMOTIONS))]
     counts = [int((es.labels == e).sum()) for e in range(len(EMOTIONS))]
     return face_grid(means, ncols=len(EMOTIONS), scale=1.3,
-                     titles=[f"{e}\n(n={c})" for e, c in zip(EMOTIONS, counts)])
+                     titles=[f"{e}\n(n={c})" for e, c in zip(EMOTIONS, counts, strict=True)])
+
+
+def draw_bi_parallel_coupling(depth: int = 3, kernel: int = 3) -> plt.Figure:
+    """Schematic of one BiParallelAffineCoupling: the two conditioner branches, summed."""
+    from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
+
+    fig, ax = plt.subplots(figsize=(9, 3.6))
+    ax.set_xlim(0, 10)
+    ax.set_ylim(0, 5)
+    ax.axis("off")
+
+    def box(x, y, text, color, w=1.3, h=0.6):
+        ax.add_patch(FancyBboxPatch((x - w / 2, y - h / 2), w, h, boxstyle="round,pad=0.05",
+                                    fc=color, ec="0.3"))
+        ax.text(x, y, text, ha="center", va="center", fontsize=8)
+
+    def arrow(x0, y0, x1, y1):
+        ax.add_patch(FancyArrowPatch((x0, y0), (x1, y1), arrowstyle="-|>", mutation_scale=10,
+                                     color="0.3"))
+
+    box(0.7, 4.2, "$x_a$", "#eeeeee", w=0.8)
+    box(0.7, 2.0, "$x_b$", "#eeeeee", w=0.8)
+    # convolutional branch
+    xs = [2.3 + 1.5 * i for i in range(depth)]
+    for i, x in enumerate(xs):
+        last = i == depth - 1
+        label = f"conv {kernel}x{kernel}" + ("\n(zero init)" if last else "\n+ ReLU")
+        box(x, 3.0, label, "#cfe2f3")
+        if not last:
+            arrow(x + 0.65, 3.0, x + 0.85, 3.0)
+    arrow(1.1, 2.1, xs[0] - 0.65, 2.95)
+    # linear branch
+    box((xs[0] + xs[-1]) / 2, 1.0, "linear: 1x1 conv (zero init)", "#d9ead3", w=3.2)
+    arrow(1.1, 1.9, (xs[0] + xs[-1]) / 2 - 1.6, 1.05)
+    sx = xs[-1] + 1.4
+    box(sx, 2.0, "+", "#fff2cc", w=0.5)
+    arrow(xs[-1] + 0.65, 2.95, sx - 0.2, 2.2)
+    arrow((xs[0] + xs[-1]) / 2 + 1.6, 1.05, sx - 0.2, 1.85)
+    box(sx + 1.3, 2.0, "$h=(h_s, t)$\n$s=\\sigma(h_s+2)$", "#fff2cc", w=1.5, h=0.8)
+    arrow(sx + 0.25, 2.0, sx + 0.55, 2.0)
+    box(sx + 1.3, 4.2, "$y_a = x_a \\odot s + t$", "#f4cccc", w=1.7)
+    arrow(1.1, 4.2, sx + 0.45, 4.2)
+    arrow(sx + 1.3, 2.4, sx + 1.3, 3.9)
+    ax.text(0.7, 0.2, "$y_b = x_b$ (passes through unchanged)", fontsize=8)
+    ax.set_title("Bi-parallel affine coupling: a convolutional and a linear branch in parallel",
+                 fontsize=10)
+    return fig

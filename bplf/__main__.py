@@ -1,0 +1,5 @@
+"""``python -m bplf``: see ``bplf.cli``."""
+
+from bplf.cli import main
+
+main()

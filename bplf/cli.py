@@ -1,0 +1,163 @@
+"""Command line: ``python -m bplf {train,sample,evaluate,bench,build-data}``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+from bplf.utils import atomic_write
+
+
+def _json_arg(text: str) -> dict:
+    """A JSON object given inline or as a file path."""
+    raw = text
+    if not text.lstrip().startswith("{"):
+        try:
+            raw = Path(text).read_text()
+        except OSError as err:
+            raise argparse.ArgumentTypeError(f"{text}: cannot read ({err})") from None
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as err:
+        raise argparse.ArgumentTypeError(f"{text}: not a JSON object or file ({err})") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"{text}: expected a JSON object")
+    return value
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from bplf.train import TrainConfig, train
+
+    options = dict(args.config.get("train", {})) if args.config else {}
+    model_overrides = dict(args.config.get("model", {})) if args.config else {}
+    options["preset"] = args.preset or options.get("preset", "bplf")
+    for name in ("steps", "batch_size", "lr", "seed"):
+        if getattr(args, name) is not None:
+            options[name] = getattr(args, name)
+    model_overrides.update(args.model or {})
+    trainer = train(TrainConfig.from_dict(options), args.out, model_overrides,
+                    resume=args.resume, device=args.device)
+    if trainer.rank == 0:
+        print(f"finished at step {trainer.state.step}; best val bpd "
+              f"{trainer.state.best_val_bpd:.4f}; run directory {args.out}")
+
+
+def cmd_sample(args: argparse.Namespace) -> None:
+    from PIL import Image
+
+    from bplf.data import EMOTIONS
+    from bplf.likelihood import to_uint8
+    from bplf.train import load_checkpoint
+
+    model = load_checkpoint(args.checkpoint, args.device)
+    torch.manual_seed(args.seed)
+    y = torch.arange(len(EMOTIONS), device=next(model.parameters()).device)
+    y = y.repeat_interleave(args.per_emotion)
+    with torch.no_grad():
+        u = to_uint8(model.sample(len(y), y=y, temperature=args.temperature)).cpu().numpy()
+    side = u.shape[-1]
+    grid = u.reshape(len(EMOTIONS), args.per_emotion, side, side).transpose(0, 2, 1, 3)
+    grid = grid.reshape(len(EMOTIONS) * side, args.per_emotion * side)
+    atomic_write(args.output, lambda tmp: Image.fromarray(grid).save(tmp, format="PNG"))
+    print(f"wrote {args.output}: one row per emotion ({', '.join(EMOTIONS)}), "
+          f"temperature {args.temperature}")
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    from bplf.evaluate import evaluate_checkpoint
+
+    report = evaluate_checkpoint(args.checkpoint, split=args.split, limit=args.limit,
+                                 device=args.device)
+    text = json.dumps(report, indent=1)
+    print(text)
+    if args.output:
+        atomic_write(args.output, lambda tmp: tmp.write_text(text))
+
+
+def cmd_bench(args: argparse.Namespace) -> None:
+    from bplf.bench import throughput
+    from bplf.settings import setup_cpu
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    setup_cpu()
+    rows = []
+    for preset in args.preset:
+        r = throughput(preset, batch_size=args.batch_size, steps=args.steps, device=args.device,
+                       **(args.model or {}))
+        r = {"preset": preset, "batch_size": args.batch_size, **r}
+        rows.append(r)
+        print(json.dumps(r))
+    if args.output:
+        atomic_write(args.output, lambda tmp: tmp.write_text(json.dumps(rows, indent=1)))
+
+
+def cmd_build_data(args: argparse.Namespace) -> None:
+    from bplf.data import build_emotion_set
+
+    m = build_emotion_set(force=args.force)
+    counts = {src: sum(n for sp in c.values() for n in sp.values())
+              for src, c in m["counts"].items()}
+    print(json.dumps({"total": m["total"], "per_source": counts, "synthetic": m["synthetic"],
+                      "duplicates_removed": m["duplicates"]["removed"]}, indent=1))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bplf", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train a flow on the emotion set")
+    p.add_argument("--preset", help="model preset: bplf, glow, realnvp (default bplf)")
+    p.add_argument("--config", type=_json_arg,
+                   help='JSON file or text: {"train": {...TrainConfig}, "model": {...overrides}}')
+    p.add_argument("--model", type=_json_arg, help="model config overrides (JSON)")
+    p.add_argument("--steps", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--out", type=Path, default=Path("runs/bplf"), help="run directory")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    p.add_argument("--device", default=None)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("sample", help="write a grid of class-conditional samples")
+    p.add_argument("--checkpoint", type=Path, required=True, help="run directory")
+    p.add_argument("--output", type=Path, default=Path("samples.png"))
+    p.add_argument("--temperature", type=float, default=0.7)
+    p.add_argument("--per-emotion", type=int, default=8)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default=None)
+    p.set_defaults(func=cmd_sample)
+
+    p = sub.add_parser("evaluate", help="test bpd per source and round-trip error")
+    p.add_argument("--checkpoint", type=Path, required=True, help="run directory")
+    p.add_argument("--split", default="test")
+    p.add_argument("--limit", type=int, default=None, help="at most this many faces per source")
+    p.add_argument("--output", type=Path, help="also write the report as JSON")
+    p.add_argument("--device", default=None)
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("bench", help="training images/s of presets on this device")
+    p.add_argument("--preset", nargs="+", default=["bplf", "glow", "realnvp"])
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--model", type=_json_arg, help="model config overrides (JSON)")
+    p.add_argument("--output", type=Path)
+    p.add_argument("--device", default=None)
+    p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("build-data", help="build the emotion set from BPLF_RAW_DIR")
+    p.add_argument("--force", action="store_true")
+    p.set_defaults(func=cmd_build_data)
+
+    args = parser.parse_args(argv)
+    args.func(args)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main(sys.argv[1:])

@@ -1,0 +1,92 @@
+"""Shared fixtures: the device parametrisation, face-like test images, parameter perturbation."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+
+@pytest.fixture(params=["cpu", "cuda"])
+def device(request) -> torch.device:
+    """Every device-parametrised test runs on the CPU, and on CUDA when there is one."""
+    if request.param == "cuda" and not torch.cuda.is_available():
+        pytest.skip("CUDA not available")
+    return torch.device(request.param)
+
+
+def draw_faces(n: int, size: int = 8, channels: int = 1, seed: int = 0) -> torch.Tensor:
+    """Procedural face-like images in [-0.5, 0.5): a lit head ellipse with two eyes and a mouth
+    of random position, size and expression on a gradient background, plus dequantisation-like
+    noise. Smooth and strongly correlated, unlike white noise."""
+    g = torch.Generator().manual_seed(seed)
+
+    def r(lo: float, hi: float) -> torch.Tensor:
+        return (lo + (hi - lo) * torch.rand(n, 1, 1, generator=g))
+
+    t = (torch.arange(size) + 0.5) / size
+    yy, xx = torch.meshgrid(t, t, indexing="ij")
+    cx, cy = r(0.4, 0.6), r(0.45, 0.55)
+    head = torch.sigmoid((1 - ((xx - cx) / r(0.3, 0.4)) ** 2 - ((yy - cy) / r(0.38, 0.48)) ** 2)
+                         * 8)
+    img = 0.15 * (xx * r(-1, 1) + yy * r(-1, 1)) + head * r(0.4, 0.8)
+    for side in (-1, 1):
+        ex, ey = cx + side * r(0.12, 0.18), cy - r(0.08, 0.15)
+        img = img - r(0.2, 0.4) * torch.exp(-((xx - ex) ** 2 + (yy - ey) ** 2) / 0.004)
+    smile = r(-0.15, 0.15)
+    my = cy + r(0.15, 0.22) - smile * ((xx - cx) / 0.2) ** 2
+    mouth = torch.exp(-((yy - my) ** 2) / 0.002) * (((xx - cx) / 0.2).abs() < 1)
+    img = img - r(0.2, 0.4) * mouth
+    img = img[:, None].expand(n, channels, size, size)
+    img = img * (1 + 0.1 * torch.randn(n, channels, 1, 1, generator=g))
+    img = img + 0.01 * torch.randn(img.shape, generator=g)
+    lo = img.amin(dim=(1, 2, 3), keepdim=True)
+    hi = img.amax(dim=(1, 2, 3), keepdim=True)
+    return ((img - lo) / (hi - lo + 1e-6) * 0.98 - 0.49).float()
+
+
+@pytest.fixture
+def faces():
+    """``faces(n, size=8, channels=1, seed=0)``: procedural face-like images."""
+    return draw_faces
+
+
+@torch.no_grad()
+def perturb_parameters(module: torch.nn.Module, scale: float = 0.05, seed: int = 0) -> None:
+    """Add ``scale * randn`` to every parameter, so tests do not run at the zero init."""
+    g = torch.Generator().manual_seed(seed)
+    for p in module.parameters():
+        p.add_(scale * torch.randn(p.shape, generator=g, dtype=p.dtype).to(p.device))
+
+
+@pytest.fixture
+def perturb():
+    """``perturb(module, scale=0.05, seed=0)``: noise on every parameter."""
+    return perturb_parameters
+
+
+def jacobian_logdet(fn, x: torch.Tensor) -> torch.Tensor:
+    """log|det J| of ``fn`` (a map of one flattened sample to a flat vector) at each row of x."""
+    out = []
+    for i in range(len(x)):
+        xi = x[i : i + 1]
+        jac = torch.autograd.functional.jacobian(
+            lambda v, xi=xi: fn(v.view_as(xi)).reshape(-1), xi.reshape(-1), vectorize=True)
+        out.append(torch.linalg.slogdet(jac)[1])
+    return torch.stack(out)
+
+
+@pytest.fixture
+def autograd_logdet():
+    """``autograd_logdet(fn, x)``: log|det| of the Jacobian of ``fn`` per sample of ``x``."""
+    return jacobian_logdet
+
+
+def assert_logdet_close(logdet: torch.Tensor, reference: torch.Tensor, rtol: float = 1e-4):
+    err = (logdet - reference).abs() / reference.abs().clamp_min(1.0)
+    assert float(err.max()) < rtol, (logdet, reference)
+
+
+@pytest.fixture
+def logdet_close():
+    """``logdet_close(logdet, reference, rtol=1e-4)``: relative error (floored at 1) below rtol."""
+    return assert_logdet_close

@@ -1,0 +1,59 @@
+"""The committed notebooks: executed, narrative, small, and free of dataset faces and local paths.
+
+(nbval runs each notebook; these checks are about what is committed.)
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("0*.ipynb"))
+#: Absolute paths that would reveal where a machine keeps its files.
+LOCAL_PATH = re.compile(r"(/work/|/root/|/home/|/Users/|/tmp/|[A-Z]:\\\\)")
+
+
+def _outputs_text(cell: dict) -> str:
+    parts = []
+    for out in cell.get("outputs", []):
+        parts.append("".join(out.get("text", "")))
+        for mime, value in out.get("data", {}).items():
+            if mime.startswith("text/"):
+                parts.append("".join(value))
+        parts.append("".join(out.get("traceback", [])))
+    return "\n".join(parts)
+
+
+def test_there_are_notebooks():
+    assert NOTEBOOKS, "notebooks/ should hold the lessons"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_is_committed_executed_and_clean(path: Path):
+    nb = json.loads(path.read_text())
+    cells = nb["cells"]
+    assert cells[0]["cell_type"] == "markdown" and "you will" in "".join(cells[0]["source"]), (
+        "a lesson opens by saying what the learner will understand and do")
+    code = [c for c in cells if c["cell_type"] == "code"]
+    shown = [c for c in code if "dataset-faces" not in c.get("metadata", {}).get("tags", [])]
+    executed = [c for c in shown if c.get("execution_count")]
+    assert len(executed) == len(shown), f"{len(shown) - len(executed)} code cells were not run"
+    counts = [c["execution_count"] for c in executed]
+    assert counts == sorted(counts), "cells were run out of order"
+    assert not any(o.get("output_type") == "error" for c in code for o in c.get("outputs", []))
+    assert path.stat().st_size < 2.5e6, f"{path.name} is {path.stat().st_size / 1e6:.1f} MB"
+    for c in code:
+        if "dataset-faces" in c.get("metadata", {}).get("tags", []):
+            assert not c.get("outputs"), "outputs showing dataset faces must be stripped"
+        leak = LOCAL_PATH.search(_outputs_text(c))
+        assert not leak, f"an output shows a local path: {leak.group(0)!r}"
+
+
+def test_readme_lists_every_notebook():
+    readme = (ROOT / "README.md").read_text()
+    for path in NOTEBOOKS:
+        assert f"notebooks/{path.name}" in readme, f"README.md does not link {path.name}"

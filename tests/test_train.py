@@ -1,0 +1,171 @@
+"""The trainer: exact resume (also after a real kill), DDP equal to one process, NaN guard, CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from bplf.data import build_emotion_set, load_emotion_set
+from bplf.train import TrainConfig, Trainer, load_checkpoint, lr_at, read_metrics
+
+#: A model small enough to train a few steps in seconds on one CPU thread.
+TINY = {"levels": 2, "steps_per_level": 1, "hidden_channels": 8, "pca": "patch"}
+QUICK = dict(batch_size=8, init_size=32, val_size=32, eval_interval=4, log_interval=1,
+             sample_interval=1000, checkpoint_interval=3, warmup_steps=2, train_limit=200)
+
+
+@pytest.fixture(scope="module")
+def data_env(tmp_path_factory) -> dict:
+    """A synthetic emotion set in its own folder, and the environment pointing at it."""
+    root = tmp_path_factory.mktemp("emotion")
+    with pytest.warns(UserWarning, match="SYNTHETIC"):
+        build_emotion_set(root / "raw", root / "processed")
+    env = dict(os.environ, BPLF_RAW_DIR=str(root / "raw"), BPLF_DATA_DIR=str(root / "processed"),
+               OMP_NUM_THREADS="1", BPLF_PROGRESS="0")
+    return env
+
+
+@pytest.fixture(scope="module")
+def es(data_env):
+    return load_emotion_set(data_env["BPLF_RAW_DIR"], data_env["BPLF_DATA_DIR"], build=False)
+
+
+def _params(model) -> torch.Tensor:
+    return torch.cat([p.detach().flatten() for p in model.state_dict().values()
+                      if p.is_floating_point()])
+
+
+def test_warmup_schedule():
+    cfg = TrainConfig(lr=1e-3, warmup_steps=10)
+    assert lr_at(0, cfg) == pytest.approx(1e-4)
+    assert lr_at(9, cfg) == pytest.approx(1e-3) and lr_at(500, cfg) == pytest.approx(1e-3)
+
+
+def test_training_lowers_the_loss_and_writes_a_run(es, tmp_path):
+    cfg = TrainConfig(steps=30, lr=3e-3, **{**QUICK, "eval_interval": 30, "sample_interval": 30})
+    trainer = Trainer(cfg, tmp_path, TINY, device="cpu", emotion_set=es)
+    trainer.fit()
+    rows = read_metrics(tmp_path)
+    assert [r["step"] for r in rows] == list(range(1, 31))
+    first, last = rows[0]["train_bpd"], sum(r["train_bpd"] for r in rows[-5:]) / 5
+    assert last < first - 0.3, (first, last)
+    assert rows[-1]["val_bpd"] < 9 and rows[-1]["images_per_s"] > 0
+    for name in ("config.json", "checkpoint.pt", "best.pt", "samples/step_0000030.png"):
+        assert (tmp_path / name).exists(), name
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["model"]["hidden_channels"] == 8 and config["train"]["steps"] == 30
+    # the checkpoint alone rebuilds the exact model (weights_only load)
+    loaded = load_checkpoint(tmp_path)
+    assert torch.equal(_params(loaded), _params(trainer.model))
+
+
+def test_resume_continues_exactly(es, tmp_path):
+    straight = Trainer(TrainConfig(steps=6, **QUICK), tmp_path / "a", TINY, "cpu", es)
+    straight.fit()
+    Trainer(TrainConfig(steps=3, **QUICK), tmp_path / "b", TINY, "cpu", es).fit()
+    resumed = Trainer(TrainConfig(steps=6, **QUICK), tmp_path / "b", TINY, "cpu", es)
+    resumed.fit(resume=True)
+    assert resumed.state.step == 6
+    torch.testing.assert_close(_params(resumed.model), _params(straight.model), rtol=0, atol=0)
+    a, b = read_metrics(tmp_path / "a"), read_metrics(tmp_path / "b")
+    assert [r["step"] for r in b] == list(range(1, 7))
+    assert [r["train_bpd"] for r in a] == [r["train_bpd"] for r in b]
+
+
+def _train_cmd(out: Path, steps: int, extra: dict | None = None) -> list[str]:
+    config = {"train": {**QUICK, "steps": steps, **(extra or {})}, "model": TINY}
+    return [sys.executable, "-m", "bplf", "train", "--config", json.dumps(config),
+            "--out", str(out), "--device", "cpu"]
+
+
+def test_killed_run_resumes_without_a_gap(data_env, tmp_path):
+    out = tmp_path / "run"
+    cmd = _train_cmd(out, steps=400, extra={"checkpoint_interval": 5, "eval_interval": 1000})
+    proc = subprocess.Popen(cmd, env=data_env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if (out / "metrics.jsonl").exists() and len(read_metrics(out)) >= 12:
+            break
+        time.sleep(0.2)
+    assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed_at = len(read_metrics(out))
+    assert 12 <= killed_at < 400
+    result = subprocess.run(cmd + ["--resume"], env=data_env, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    steps = [r["step"] for r in read_metrics(out)]
+    assert steps == list(range(1, 401)), "every step logged once: no gap, no repeat"
+    assert "finished at step 400" in result.stdout
+
+
+def test_ddp_two_processes_match_one(data_env, tmp_path):
+    """2 gloo processes, each on half of every global batch, end where one process ends."""
+    single = subprocess.run(_train_cmd(tmp_path / "one", steps=4), env=data_env,
+                            capture_output=True, text=True, timeout=300)
+    assert single.returncode == 0, single.stderr[-2000:]
+    ddp = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+                          "--master_port=29517", *_train_cmd(tmp_path / "two", steps=4)[1:]],
+                         env=data_env, capture_output=True, text=True, timeout=300)
+    assert ddp.returncode == 0, ddp.stderr[-3000:]
+    one, two = load_checkpoint(tmp_path / "one"), load_checkpoint(tmp_path / "two")
+    torch.testing.assert_close(_params(two), _params(one), rtol=1e-4, atol=1e-5)
+    b1, b2 = read_metrics(tmp_path / "one"), read_metrics(tmp_path / "two")
+    assert [r["step"] for r in b2] == [1, 2, 3, 4]
+    # rank 0 logs its own half-batch loss: equal in expectation, close on a tiny model
+    assert abs(b1[-1]["train_bpd"] - b2[-1]["train_bpd"]) < 0.5
+
+
+def test_nonfinite_losses_are_skipped_then_stop(es, tmp_path, monkeypatch):
+    trainer = Trainer(TrainConfig(steps=5, max_nonfinite=3, **QUICK), tmp_path, TINY, "cpu", es)
+    real = trainer.model.log_prob
+    calls = {"n": 0}
+
+    def flaky(x, y=None):
+        calls["n"] += 1
+        lp = real(x, y)
+        return lp * float("nan") if calls["n"] in (2, 3) else lp
+
+    monkeypatch.setattr(trainer.model, "log_prob", flaky)
+    state = trainer.fit()
+    assert state.step == 5 and state.skipped_total == 2
+    monkeypatch.setattr(trainer.model, "log_prob", lambda x, y=None: real(x, y) * float("nan"))
+    trainer2 = Trainer(TrainConfig(steps=5, max_nonfinite=3, **QUICK), tmp_path / "x", TINY,
+                       "cpu", es)
+    monkeypatch.setattr(trainer2.model, "log_prob", lambda x, y=None: real(x, y) * float("inf"))
+    with pytest.raises(FloatingPointError, match="3 consecutive non-finite"):
+        trainer2.fit()
+
+
+def test_cli_sample_and_evaluate(data_env, tmp_path):
+    out = tmp_path / "run"
+    subprocess.run(_train_cmd(out, steps=3), env=data_env, check=True, capture_output=True,
+                   timeout=300)
+    png = tmp_path / "grid.png"
+    subprocess.run([sys.executable, "-m", "bplf", "sample", "--checkpoint", str(out),
+                    "--output", str(png), "--per-emotion", "3"], env=data_env, check=True,
+                   capture_output=True, timeout=300)
+    from PIL import Image
+
+    assert Image.open(png).size == (3 * 48, 7 * 48)
+    report_path = tmp_path / "report.json"
+    result = subprocess.run([sys.executable, "-m", "bplf", "evaluate", "--checkpoint", str(out),
+                             "--limit", "40", "--output", str(report_path)], env=data_env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(report_path.read_text())
+    synthetic = report["sources"]["synthetic"]
+    assert synthetic["n"] == 40 and 0 < synthetic["marginal_bpd"] < 12
+    # summing the label out can only raise the density above the true-label term's share
+    assert synthetic["marginal_bpd"] <= synthetic["conditional_bpd"] + 8 / (48 * 48 * 0.69)
+    assert report["round_trip_max_abs_error"] < 1e-3
