@@ -36,16 +36,18 @@ def face_grid(images: np.ndarray, ncols: int = 8, titles: Sequence[str] | None =
     """Show uint8 (or float) grayscale images in a grid; blank cells for missing images."""
     n = len(images)
     nrows = max(1, int(np.ceil(n / ncols)))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * scale, nrows * scale * 1.1),
-                             squeeze=False)
+    height = nrows * scale * (1.3 if titles is not None else 1.05)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * scale, height), squeeze=False)
     for k, ax in enumerate(axes.ravel()):
         ax.set_xticks([])
         ax.set_yticks([])
         for side in ax.spines.values():
             side.set_visible(False)
         if k < n and images[k] is not None:
-            ax.imshow(np.squeeze(images[k]), cmap="gray", vmin=0,
-                      vmax=255 if np.asarray(images[k]).dtype == np.uint8 else None)
+            img = np.squeeze(np.asarray(images[k]))
+            # uint8 faces on their fixed 0..255 scale; anything else scaled to its own range
+            limits = {"vmin": 0, "vmax": 255} if img.dtype == np.uint8 else {}
+            ax.imshow(img, cmap="gray", **limits)
             if titles is not None:
                 ax.set_title(titles[k], fontsize=7)
     if row_labels is not None:

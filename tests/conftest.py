@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from bplf.checks import jacobian_logdet
+
 
 @pytest.fixture(params=["cpu", "cuda"])
 def device(request) -> torch.device:
@@ -62,17 +64,6 @@ def perturb_parameters(module: torch.nn.Module, scale: float = 0.05, seed: int =
 def perturb():
     """``perturb(module, scale=0.05, seed=0)``: noise on every parameter."""
     return perturb_parameters
-
-
-def jacobian_logdet(fn, x: torch.Tensor) -> torch.Tensor:
-    """log|det J| of ``fn`` (a map of one flattened sample to a flat vector) at each row of x."""
-    out = []
-    for i in range(len(x)):
-        xi = x[i : i + 1]
-        jac = torch.autograd.functional.jacobian(
-            lambda v, xi=xi: fn(v.view_as(xi)).reshape(-1), xi.reshape(-1), vectorize=True)
-        out.append(torch.linalg.slogdet(jac)[1])
-    return torch.stack(out)
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ import warnings
 import pytest
 import torch
 
+from bplf.checks import density_integral
 from bplf.flows import ActNorm, PCALayer
 from bplf.model import BPLF, PRESETS, ModelConfig, build_model
 
@@ -136,22 +137,6 @@ def test_log_prob_is_change_of_variables(preset, overrides, faces, perturb, auto
         prior = model.prior_log_prob(model.encode(x), y)
     expected = prior + autograd_logdet(encode_flat, x)
     torch.testing.assert_close(lp, expected, rtol=1e-6, atol=1e-6)
-
-
-def density_integral(model: BPLF, n: int = 20000, inflate: float = 1.3, seed: int = 0):
-    """Importance-sampling estimate of the integral of exp(log_prob) over R^D and its standard
-    error, with a Gaussian proposal fitted to model samples and inflated by ``inflate``."""
-    g = torch.Generator().manual_seed(seed)
-    samples = model.sample(n, generator=g)
-    flat = samples.flatten(1)
-    mean, cov = flat.mean(0), torch.cov(flat.T) * inflate**2
-    proposal = torch.distributions.MultivariateNormal(mean, covariance_matrix=cov)
-    torch.manual_seed(seed + 1)
-    xq = proposal.sample((n,))
-    with torch.no_grad():
-        lp = model.log_prob(xq.view(samples.shape))
-    w = torch.exp(lp - proposal.log_prob(xq))
-    return float(w.mean()), float(w.std() / math.sqrt(n))
 
 
 @pytest.mark.parametrize(("levels", "overrides"), [(1, {"pca": "zca"}), (2, {"pca": "patch"}),

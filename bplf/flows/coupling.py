@@ -73,7 +73,8 @@ class BiParallelAffineCoupling(FlowModule):
             h = h + self.conv_branch(x_b)
         if self.linear_branch is not None:
             h = h + self.linear_branch(x_b)
-        h_s, t = h.chunk(2, dim=1)
+        # float32 even under bf16 autocast: the log-determinant sums must stay accurate
+        h_s, t = h.float().chunk(2, dim=1)
         return h_s, t
 
     def forward(self, x: Tensor, cond: Tensor | None = None) -> tuple[Tensor, Tensor]:
