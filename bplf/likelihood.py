@@ -54,8 +54,9 @@ def bits_per_dim(model, images_uint8, y=None, batch_size: int = 256, seed: int =
     One fixed-seed uniform dequantisation (the same numbers every call), no gradients, eval mode
     (the model's train/eval mode is restored afterwards). ``y``: labels or None.
     """
-    device = torch.device(device) if device else next(model.parameters()).device
-    x = dequantize(images_uint8, generator=torch.Generator().manual_seed(seed))
+    param = next(model.parameters())
+    device = torch.device(device) if device else param.device
+    x = dequantize(images_uint8, generator=torch.Generator().manual_seed(seed)).to(param.dtype)
     labels = None if y is None else torch.as_tensor(np.asarray(y), dtype=torch.long)
     dims = x[0].numel()
     was_training = model.training

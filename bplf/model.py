@@ -38,7 +38,9 @@ class ModelConfig:
     """Everything that defines a model's architecture (saved as JSON beside its weights).
 
     Defaults are the ``bplf`` preset: 3 levels of 8 steps, 3 layers of 3x3 convolutions in
-    parallel with a linear branch, a ZCA whitening layer in front, learned 1x1 convolutions.
+    parallel with a linear branch, learned 1x1 convolutions, and a PCA whitening of the 2x2
+    patches after the first squeeze ("patch": a PCA layer that keeps spatial locality, so the
+    convolutions after it still see images; notebook 06 compares every scope).
     """
 
     image_size: int = 48
@@ -51,7 +53,7 @@ class ModelConfig:
     kernel_size: int = 3
     hidden_kernel_size: int | None = None
     conditioner: str = "both"
-    pca: str = "zca"
+    pca: str = "patch"
     pca_trainable: bool = False
     permutation: str = "invconv"
 

@@ -66,8 +66,9 @@ def test_presets_build_at_48(preset, channels):
     assert model.config.image_size == 48 and model.num_parameters() > 0
     shapes = model.latent_shapes()
     assert len(shapes) == 3 and sum(math.prod(s) for s in shapes) == channels * 48 * 48
-    if PRESETS[preset].pca == "zca":
-        assert isinstance(model.pca, PCALayer) and model.pca.dim == channels * 48 * 48
+    if PRESETS[preset].pca == "patch":  # bplf: whitening of 2x2 patches after the squeeze
+        assert isinstance(model.levels[0].pca, PCALayer) and model.levels[0].pca.dim == channels * 4
+    assert build_model(preset, channels=channels, pca="zca").pca.dim == channels * 48 * 48
 
 
 @pytest.mark.parametrize("preset", sorted(PRESETS))
@@ -202,10 +203,10 @@ def test_initialize_and_state_dict_round_trip(faces, perturb):
 
 
 def test_initialize_fits_pca_on_separate_images(faces):
-    model = build_model("bplf", **TINY)
+    model = build_model("bplf", **TINY, pca="zca")
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         model.initialize(faces(32, 8), pca_x=faces(2048, 8, seed=9))
     assert model.pca.num_regularized == 0
     with pytest.warns(UserWarning, match="only 32 samples"):
-        build_model("bplf", **TINY).initialize(faces(32, 8))
+        build_model("bplf", **TINY, pca="zca").initialize(faces(32, 8))

@@ -73,8 +73,8 @@ class BiParallelAffineCoupling(FlowModule):
             h = h + self.conv_branch(x_b)
         if self.linear_branch is not None:
             h = h + self.linear_branch(x_b)
-        # float32 even under bf16 autocast: the log-determinant sums must stay accurate
-        h_s, t = h.float().chunk(2, dim=1)
+        # at least float32 (bf16 under autocast is upcast): the log-det sums must stay accurate
+        h_s, t = h.to(torch.promote_types(h.dtype, torch.float32)).chunk(2, dim=1)
         return h_s, t
 
     def forward(self, x: Tensor, cond: Tensor | None = None) -> tuple[Tensor, Tensor]:
