@@ -10,7 +10,7 @@ Our reading of the architecture (the paper's text beyond its abstract is not pub
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 
 import torch
 from torch import Tensor, nn
@@ -27,6 +27,7 @@ from bplf.flows import (
     Split,
     Squeeze,
 )
+from bplf.utils import check_fields
 
 CONDITIONERS = ("both", "conv", "linear")
 PCA_SCOPES = ("none", "patch", "zca", "global")
@@ -84,11 +85,7 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> ModelConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown ModelConfig fields {sorted(unknown)}; "
-                             f"valid: {sorted(known)}")
+        check_fields(cls, d)
         return cls(**d)
 
 
@@ -311,8 +308,5 @@ def build_model(preset: str = "bplf", **overrides) -> BPLF:
     """
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; valid: {sorted(PRESETS)}")
-    known = {f.name for f in fields(ModelConfig)}
-    unknown = set(overrides) - known
-    if unknown:
-        raise ValueError(f"unknown ModelConfig fields {sorted(unknown)}; valid: {sorted(known)}")
+    check_fields(ModelConfig, overrides)
     return BPLF(dataclasses.replace(PRESETS[preset], **overrides))

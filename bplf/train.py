@@ -11,7 +11,7 @@ import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +23,7 @@ from bplf.data import EMOTIONS, load_emotion_set
 from bplf.likelihood import bits_per_dim, bpd_from_log_prob
 from bplf.model import BPLF, ModelConfig, build_model
 from bplf.settings import default_device, setup_cpu
-from bplf.utils import atomic_path, atomic_write, progress
+from bplf.utils import atomic_path, atomic_write, check_fields, progress
 
 CONFIG_FILE = "config.json"
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -62,10 +62,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown training option(s) {unknown}; valid: {sorted(known)}")
+        check_fields(cls, d)
         return cls(**d)
 
 

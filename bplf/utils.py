@@ -6,6 +6,7 @@ import os
 import tempfile
 from collections.abc import Callable, Iterable
 from contextlib import contextmanager
+from dataclasses import fields
 from pathlib import Path
 
 from tqdm.auto import tqdm
@@ -42,3 +43,11 @@ def atomic_write(path: Path | str, write: Callable[[Path], None]) -> None:
     """Call ``write(tmp_path)`` and move the result onto ``path`` atomically."""
     with atomic_path(path) as tmp:
         write(tmp)
+
+
+def check_fields(cls: type, names: Iterable[str]) -> None:
+    """Refuse names that are not fields of the dataclass ``cls``, listing the valid ones."""
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(names) - known)
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} fields {unknown}; valid: {sorted(known)}")
