@@ -6,6 +6,7 @@ The notebooks in ``notebooks/`` import this package for everything longer than a
 from bplf.data import EMOTIONS, EmotionSet, build_emotion_set, load_emotion_set
 from bplf.likelihood import bits_per_dim, dequantize
 from bplf.model import BPLF, PRESETS, ModelConfig, build_model
+from bplf.pretrained import load_pretrained
 from bplf.settings import pick, quick_mode
 
 __all__ = [
@@ -19,6 +20,7 @@ __all__ = [
     "build_model",
     "dequantize",
     "load_emotion_set",
+    "load_pretrained",
     "pick",
     "quick_mode",
 ]

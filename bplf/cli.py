@@ -1,4 +1,4 @@
-"""Command line: ``python -m bplf {train,sample,evaluate,bench,build-data}``."""
+"""Command line: ``python -m bplf COMMAND`` (train, sample, evaluate, export, bench, ...)."""
 
 from __future__ import annotations
 
@@ -71,7 +71,9 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     from bplf.evaluate import evaluate_checkpoint
 
     report = evaluate_checkpoint(args.checkpoint, split=args.split, limit=args.limit,
-                                 device=args.device)
+                                 device=args.device, classifier=args.classifier,
+                                 n_per_emotion=args.per_emotion,
+                                 temperatures=tuple(args.temperatures))
     text = json.dumps(report, indent=1)
     print(text)
     if args.output:
@@ -94,6 +96,42 @@ def cmd_bench(args: argparse.Namespace) -> None:
         print(json.dumps(r))
     if args.output:
         atomic_write(args.output, lambda tmp: tmp.write_text(json.dumps(rows, indent=1)))
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    from bplf.pretrained import export_model
+
+    dest = export_model(args.run, args.weights)
+    size = dest.stat().st_size / 2**20
+    print(f"wrote {dest} ({size:.1f} MiB) from {args.weights}")
+
+
+def cmd_train_classifier(args: argparse.Namespace) -> None:
+    from bplf.data import load_emotion_set
+    from bplf.metrics.classifier import (
+        ClassifierConfig,
+        evaluate_classifier,
+        train_classifier,
+    )
+
+    cfg = ClassifierConfig.from_dict({**(args.config or {}),
+                                      **({"epochs": args.epochs} if args.epochs else {})})
+    es = load_emotion_set()
+    model = train_classifier(es, args.out, cfg, args.device)
+    report = evaluate_classifier(model, es, "test")
+    text = json.dumps(report, indent=1)
+    atomic_write(args.out / "evaluation.json", lambda tmp: tmp.write_text(text))
+    print(json.dumps({k: report[k] for k in ("accuracy", "n", "sources")}, indent=1))
+
+
+def cmd_ablate(args: argparse.Namespace) -> None:
+    from bplf.experiments import run_grid, summary
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    results = run_grid(args.grid, args.budget, tuple(args.seeds), args.configs,
+                       device=args.device)
+    print(summary(results).to_string())
 
 
 def cmd_build_data(args: argparse.Namespace) -> None:
@@ -138,6 +176,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--split", default="test")
     p.add_argument("--limit", type=int, default=None, help="at most this many faces per source")
     p.add_argument("--output", type=Path, help="also write the report as JSON")
+    p.add_argument("--per-emotion", type=int, default=500,
+                   help="fidelity metrics on this many samples per emotion (0: skip them)")
+    p.add_argument("--temperatures", type=float, nargs="+", default=[0.5, 0.7, 1.0])
+    p.add_argument("--classifier", type=Path, help="classifier directory (default: shipped)")
     p.add_argument("--device", default=None)
     p.set_defaults(func=cmd_evaluate)
 
@@ -150,6 +192,28 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--output", type=Path)
     p.add_argument("--device", default=None)
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("export", help="keep a run's selected weights as RUN/model.pt")
+    p.add_argument("--run", type=Path, required=True, help="run directory")
+    p.add_argument("--weights", default="best.pt", help="best.pt (lowest val bpd) or checkpoint.pt")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("train-classifier",
+                       help="train the emotion classifier used by the fidelity metrics")
+    p.add_argument("--out", type=Path, default=Path("runs/emotion-cnn"))
+    p.add_argument("--config", type=_json_arg, help="ClassifierConfig fields (JSON)")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--device", default=None)
+    p.set_defaults(func=cmd_train_classifier)
+
+    p = sub.add_parser("ablate", help="train an ablation grid into results/ablations/GRID.csv")
+    p.add_argument("--grid", required=True, help="conditioner, pca, branches or baselines")
+    p.add_argument("--budget", default="cpu", help="gpu, cpu or quick (bplf.experiments.BUDGETS)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--configs", nargs="+", help="only these configs of the grid")
+    p.add_argument("--threads", type=int)
+    p.add_argument("--device", default=None)
+    p.set_defaults(func=cmd_ablate)
 
     p = sub.add_parser("build-data", help="build the emotion set from BPLF_RAW_DIR")
     p.add_argument("--force", action="store_true")

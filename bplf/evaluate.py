@@ -17,14 +17,8 @@ from bplf.model import BPLF
 def log_prob_per_class(model: BPLF, x: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
     """(N, K) matrix of log p(x | y=k) in nats, for every class k."""
     model.eval()
-    k = model.config.num_classes
-    out = []
-    for i in range(0, len(x), batch_size):
-        xb = x[i : i + batch_size]
-        out.append(torch.stack([model.log_prob(xb, torch.full((len(xb),), c, dtype=torch.long,
-                                                                device=xb.device))
-                                for c in range(k)], dim=1))
-    return torch.cat(out)
+    return torch.cat([model.log_prob_classes(x[i : i + batch_size])
+                      for i in range(0, len(x), batch_size)])
 
 
 @torch.no_grad()
@@ -66,8 +60,12 @@ def round_trip_error(model: BPLF, images: np.ndarray, labels: np.ndarray,
 
 
 def evaluate_checkpoint(path: Path | str, split: str = "test", limit: int | None = None,
-                        device: torch.device | str | None = None) -> dict:
-    """Per-source and overall bpd on ``split`` and the round-trip error, for a run directory."""
+                        device: torch.device | str | None = None,
+                        classifier: Path | str | None = None, n_per_emotion: int = 0,
+                        temperatures: tuple[float, ...] = (0.5, 0.7, 1.0)) -> dict:
+    """Per-source and overall bpd on ``split`` and the round-trip error, for a run directory;
+    with ``n_per_emotion`` > 0 also the fidelity table (``bplf.metrics.fidelity``) of this model
+    and of its untrained floor, judged by the classifier in ``classifier`` (default: shipped)."""
     from bplf.train import load_checkpoint
 
     model = load_checkpoint(path, device)
@@ -90,4 +88,11 @@ def evaluate_checkpoint(path: Path | str, split: str = "test", limit: int | None
     sample = data.subsample(min(len(data), 512))
     report["round_trip_max_abs_error"] = round_trip_error(model, sample.images, sample.labels,
                                                           device)
+    if n_per_emotion > 0:
+        from bplf.metrics import load_classifier
+        from bplf.metrics.fidelity import fidelity_table, untrained_like
+
+        generators = {Path(path).name: model, "untrained (floor)": untrained_like(model, es)}
+        report["fidelity"] = fidelity_table(generators, load_classifier(classifier, device), es,
+                                            temperatures, n_per_emotion)
     return report

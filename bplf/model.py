@@ -226,6 +226,16 @@ class BPLF(nn.Module):
         zs, logdet, split_logp = self._encode(x)
         return logdet + split_logp + self.top_prior.log_prob(zs[-1], y)
 
+    def log_prob_classes(self, x: Tensor) -> Tensor:
+        """log p(x | y=k) for every class k -> (N, K) nats (N x 1 for an unconditional model).
+        The map does not depend on y: ``x`` is encoded once, the top prior evaluated K times."""
+        zs, logdet, split_logp = self._encode(x)
+        top = zs[-1]
+        labels = [torch.full((len(x),), k, dtype=torch.long, device=x.device)
+                  for k in range(self.config.num_classes)] or [None]  # unconditional: one column
+        per_class = [self.top_prior.log_prob(top, y) for y in labels]
+        return (logdet + split_logp)[:, None] + torch.stack(per_class, dim=1)
+
     def encode(self, x: Tensor, y: Tensor | int | None = None) -> list[Tensor]:
         """Every latent of ``x``: the factored-out halves, then the top latent.
 

@@ -20,7 +20,7 @@ import torch.distributed as dist
 from torch import nn
 
 from bplf.data import EMOTIONS, load_emotion_set
-from bplf.likelihood import bits_per_dim, bpd_from_log_prob
+from bplf.likelihood import bits_per_dim, bpd_from_log_prob, to_uint8
 from bplf.model import BPLF, ModelConfig, build_model
 from bplf.settings import default_device, setup_cpu
 from bplf.utils import atomic_path, atomic_write, check_fields, progress
@@ -39,6 +39,8 @@ class TrainConfig:
     steps: int = 20_000
     lr: float = 1e-3
     warmup_steps: int = 500
+    #: decay the lr linearly to zero over the last this many steps (0: constant to the end)
+    cooldown_steps: int = 0
     grad_clip: float = 50.0
     seed: int = 0
     flip: bool = True
@@ -78,8 +80,11 @@ class RunState:
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
-    """Linear warm-up, then constant: flows diverge early without a warm-up."""
-    return cfg.lr * min(1.0, (step + 1) / max(1, cfg.warmup_steps))
+    """Linear warm-up (flows diverge early without one), constant, then an optional linear
+    cool-down to zero over the last ``cooldown_steps`` steps."""
+    warm = min(1.0, (step + 1) / max(1, cfg.warmup_steps))
+    cool = min(1.0, (cfg.steps - step) / cfg.cooldown_steps) if cfg.cooldown_steps else 1.0
+    return cfg.lr * warm * cool
 
 
 def _distributed() -> tuple[int, int]:
@@ -101,17 +106,35 @@ def load_run_config(out: Path) -> tuple[ModelConfig, TrainConfig]:
     return ModelConfig.from_dict(payload["model"]), TrainConfig.from_dict(payload["train"])
 
 
-def load_checkpoint(path: Path | str, device: torch.device | str | None = None) -> BPLF:
-    """Rebuild the exact model of a run directory (config.json + checkpoint.pt), in eval mode.
+#: weight files of a run directory, in the order ``load_checkpoint`` prefers them: an exported
+#: model, the lowest-val-bpd checkpoint, the latest checkpoint
+WEIGHT_FILES = ("model.pt", "best.pt", CHECKPOINT_FILE)
 
-    Weights are loaded with ``weights_only=True``: a checkpoint is plain tensors and numbers.
+
+def load_checkpoint(path: Path | str, device: torch.device | str | None = None,
+                    weights: str | None = None) -> BPLF:
+    """Rebuild the exact model of a run directory (``config.json`` + weights), in eval mode.
+
+    ``weights``: a file in the directory; by default the first of ``WEIGHT_FILES`` present, so
+    a model is selected on val as the trainer does. Loaded with ``weights_only=True``: a
+    checkpoint holds plain tensors and numbers, never code.
     """
     path = Path(path)
     model_cfg, _ = load_run_config(path)
+    names = [weights] if weights else [n for n in WEIGHT_FILES if (path / n).exists()]
+    if not names or not (path / names[0]).exists():
+        raise FileNotFoundError(f"{path}: no weights ({weights or ', '.join(WEIGHT_FILES)})")
+    file = path / names[0]
+    try:
+        state = torch.load(file, map_location="cpu", weights_only=True)["model"]
+    except Exception as err:  # a truncated or foreign file: say which one
+        raise ValueError(f"{file}: not a bplf checkpoint ({err})") from None
     model = BPLF(model_cfg)
-    state = torch.load(path / CHECKPOINT_FILE, map_location="cpu", weights_only=True)
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v
-                           for k, v in state["model"].items()})
+    try:
+        model.load_state_dict({k: v.float() if v.is_floating_point() else v
+                               for k, v in state.items()})
+    except RuntimeError as err:
+        raise ValueError(f"{file}: weights do not match {path / CONFIG_FILE} ({err})") from None
     return model.to(device or "cpu").eval()
 
 
@@ -227,12 +250,11 @@ class Trainer:
     def initialize(self) -> None:
         """Data-dependent initialisation (PCA fit, ActNorm) on a batch identical on every rank."""
         x, y = self._global_batch(self.cfg.init_size, shard=False)
-        pca_x = None
-        if self.model.config.pca != "none":
-            pca_x, _ = self._global_batch(min(self.cfg.pca_fit_size, len(self.train_y)),
-                                          shard=False)
+        # drawn even without a PCA layer, so that every model config of an ablation trains on
+        # the same batches for a given seed
+        pca_x, _ = self._global_batch(min(self.cfg.pca_fit_size, len(self.train_y)), shard=False)
         with torch.no_grad():
-            self.model.initialize(x, y, pca_x=pca_x)
+            self.model.initialize(x, y, pca_x=pca_x if self.model.config.pca != "none" else None)
 
     def evaluate(self) -> float:
         return bits_per_dim(self.model, self.val_x, self.val_y, seed=self.cfg.seed,
@@ -331,7 +353,7 @@ class Trainer:
         x = model.sample(len(y), y=y, temperature=self.cfg.temperature)
         torch.set_rng_state(gen_state)
         model.train(was_training)
-        u = ((x.clamp(-0.5, 0.5 - 1 / 256) + 0.5) * 256).floor().to(torch.uint8).cpu().numpy()
+        u = to_uint8(x).cpu().numpy()
         grid = u.reshape(self.num_classes, per_emotion, 48, 48).transpose(0, 2, 1, 3)
         path = self.out / "samples" / f"step_{self.state.step:07d}.png"
         path.parent.mkdir(exist_ok=True)

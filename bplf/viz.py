@@ -1,4 +1,4 @@
-"""Figures the notebooks show: dataset counts, face grids, mean faces."""
+"""Figures the notebooks show: dataset counts, face grids, mean faces, samples, curves."""
 
 from __future__ import annotations
 
@@ -121,4 +121,105 @@ def draw_bi_parallel_coupling(depth: int = 3, kernel: int = 3) -> plt.Figure:
     ax.text(0.7, 0.2, "$y_b = x_b$ (passes through unchanged)", fontsize=8)
     ax.set_title("Bi-parallel affine coupling: a convolutional and a linear branch in parallel",
                  fontsize=10)
+    return fig
+
+
+def samples_per_emotion(model, per_emotion: int = 8, temperature: float = 0.7,
+                        seed: int = 0) -> plt.Figure:
+    """One row per emotion of class-conditional samples at ``temperature``, fixed seed."""
+    import torch
+
+    from bplf.likelihood import to_uint8
+
+    k = model.config.num_classes
+    device = next(model.parameters()).device
+    y = torch.arange(k, device=device).repeat_interleave(per_emotion)
+    x = model.sample(len(y), y=y, temperature=temperature,
+                     generator=torch.Generator(device=device).manual_seed(seed))
+    fig = face_grid(to_uint8(x).cpu().numpy(), ncols=per_emotion, row_labels=EMOTIONS[:k])
+    fig.suptitle(f"samples at temperature {temperature}", fontsize=9, y=1.02)
+    return fig
+
+
+def training_curves(runs: dict[str, list[dict]], baseline: float | None = None) -> plt.Figure:
+    """Train and val bpd against step and against wall time, one colour per run
+    (``runs``: name -> rows of a ``metrics.jsonl``); ``baseline``: a horizontal reference."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.6), sharey=True)
+    for (name, rows), color in zip(runs.items(), sns.color_palette(n_colors=len(runs)),
+                                   strict=True):
+        val = [r for r in rows if "val_bpd" in r]
+        for ax, key, scale in ((axes[0], "step", 1), (axes[1], "wall", 1 / 60)):
+            ax.plot([r[key] * scale for r in rows], [r["train_bpd"] for r in rows], color=color,
+                    alpha=0.45, lw=1, label=f"{name}: train")
+            ax.plot([r[key] * scale for r in val], [r["val_bpd"] for r in val], "o-", ms=3,
+                    color=color, label=f"{name}: val")
+    for ax, xlabel in zip(axes, ("step", "wall time (minutes)"), strict=True):
+        if baseline is not None:
+            ax.axhline(baseline, color="gray", ls="--", lw=1, label="Gaussian baseline")
+        ax.set_xlabel(xlabel)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("bits per dimension")
+    axes[1].legend(fontsize=7, loc="upper right")
+    fig.tight_layout()
+    return fig
+
+
+def edit_grid(model, images: np.ndarray, labels: Sequence[int], means, intensity: float = 1.0,
+              method: str = "mean", row_labels: Sequence[str] | None = None) -> plt.Figure:
+    """Rows: uint8 faces; columns: the input, then the face edited toward each emotion."""
+    import torch
+
+    from bplf.editing import edit_expression
+    from bplf.likelihood import to_uint8
+    from bplf.metrics.classifier import to_model_space
+
+    x = to_model_space(images)
+    cells = []
+    for i, src in enumerate(labels):
+        cells.append(images[i])
+        xi = x[i : i + 1].expand(len(EMOTIONS), -1, -1, -1)
+        edited = edit_expression(model, xi, int(src), torch.arange(len(EMOTIONS)), intensity,
+                                 method, means)
+        cells.extend(to_uint8(edited)[:, 0].cpu().numpy())
+    fig = face_grid(cells, ncols=len(EMOTIONS) + 1, row_labels=row_labels)
+    for ax, title in zip(fig.axes, ("input", *EMOTIONS), strict=False):
+        ax.set_title(title, fontsize=8)
+    return fig
+
+
+def confusion_heatmap(confusion: Sequence[Sequence[int]], title: str = "") -> plt.Figure:
+    """Row-normalised confusion matrix (true emotion x predicted), with counts per row."""
+    conf = np.asarray(confusion, dtype=float)
+    rates = conf / np.maximum(conf.sum(1, keepdims=True), 1)
+    fig, ax = plt.subplots(figsize=(5.8, 4.6))
+    sns.heatmap(rates, annot=True, fmt=".2f", cmap="Blues", vmin=0, vmax=1, ax=ax, cbar=False,
+                xticklabels=EMOTIONS,
+                yticklabels=[f"{e} ({int(n)})" for e, n in zip(EMOTIONS, conf.sum(1),
+                                                               strict=True)])
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true (faces)")
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def ablation_curves(results, x: str = "step", title: str = "") -> plt.Figure:
+    """Val bpd against ``x`` ("step" or "wall", in minutes) per config of a grid: the mean over
+    seeds at each evaluation, with a band of one standard deviation."""
+    stats = results.groupby(["config", "step"]).agg(
+        bpd=("val_bpd", "mean"), sd=("val_bpd", "std"), wall=("wall", "mean")).reset_index()
+    fig, ax = plt.subplots(figsize=(7, 4))
+    configs = list(dict.fromkeys(results["config"]))
+    for config, color in zip(configs, sns.color_palette(n_colors=len(configs)), strict=True):
+        c = stats[stats["config"] == config]
+        xs = c["step"] if x == "step" else c["wall"] / 60
+        ax.plot(xs, c["bpd"], "o-", ms=3, color=color, label=config)
+        ax.fill_between(xs, c["bpd"] - c["sd"].fillna(0), c["bpd"] + c["sd"].fillna(0),
+                        color=color, alpha=0.2)
+    ax.set_xlabel("step" if x == "step" else "wall time (minutes)")
+    ax.set_ylabel("val bits per dimension")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
     return fig

@@ -1,4 +1,5 @@
-"""Shared fixtures: the device parametrisation, face-like test images, parameter perturbation."""
+"""Shared fixtures: the device parametrisation, face-like test images, parameter perturbation,
+a synthetic emotion set."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import pytest
 import torch
 
 from bplf.checks import jacobian_logdet
+from bplf.data import build_emotion_set, load_emotion_set
 
 
 @pytest.fixture(params=["cpu", "cuda"])
@@ -81,3 +83,12 @@ def assert_logdet_close(logdet: torch.Tensor, reference: torch.Tensor, rtol: flo
 def logdet_close():
     """``logdet_close(logdet, reference, rtol=1e-4)``: relative error (floored at 1) below rtol."""
     return assert_logdet_close
+
+
+@pytest.fixture(scope="module")
+def synthetic_es(tmp_path_factory):
+    """The procedural emotion set, built in a folder of its own (never the real data)."""
+    root = tmp_path_factory.mktemp("emotion")
+    with pytest.warns(UserWarning, match="SYNTHETIC"):
+        build_emotion_set(root / "raw", root / "processed")
+    return load_emotion_set(root / "raw", root / "processed", build=False)

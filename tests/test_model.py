@@ -166,6 +166,7 @@ def test_class_conditioning(faces, perturb):
     lp = torch.stack([model.log_prob(x, torch.full((4,), k)) for k in range(7)])
     assert (lp[1:] - lp[0]).abs().min() > 1e-3
     torch.testing.assert_close(model.log_prob(x, 2), lp[2])
+    torch.testing.assert_close(model.log_prob_classes(x), lp.T)  # one encode, K top priors
     mean, log_std = model.top_prior.params(torch.tensor([2, 5]))
     assert mean.shape == (2, *model.latent_shapes()[-1])
     g1, g2 = torch.Generator().manual_seed(1), torch.Generator().manual_seed(1)
@@ -174,6 +175,7 @@ def test_class_conditioning(faces, perturb):
         model.sample(3, torch.tensor([0, 1]))
     uncond = tiny_model("glow", faces, num_classes=0)
     assert uncond.log_prob(x).shape == (4,)
+    torch.testing.assert_close(uncond.log_prob_classes(x), uncond.log_prob(x)[:, None])
     with pytest.raises(ValueError, match="unconditional"):
         uncond.log_prob(x, torch.zeros(4, dtype=torch.long))
 

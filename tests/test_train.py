@@ -47,6 +47,9 @@ def test_warmup_schedule():
     cfg = TrainConfig(lr=1e-3, warmup_steps=10)
     assert lr_at(0, cfg) == pytest.approx(1e-4)
     assert lr_at(9, cfg) == pytest.approx(1e-3) and lr_at(500, cfg) == pytest.approx(1e-3)
+    cool = TrainConfig(lr=1e-3, warmup_steps=10, steps=100, cooldown_steps=20)
+    assert lr_at(79, cool) == pytest.approx(1e-3) and lr_at(80, cool) == pytest.approx(1e-3)
+    assert lr_at(90, cool) == pytest.approx(5e-4) and lr_at(99, cool) == pytest.approx(5e-5)
 
 
 def test_training_lowers_the_loss_and_writes_a_run(es, tmp_path):
@@ -160,7 +163,8 @@ def test_cli_sample_and_evaluate(data_env, tmp_path):
     assert Image.open(png).size == (3 * 48, 7 * 48)
     report_path = tmp_path / "report.json"
     result = subprocess.run([sys.executable, "-m", "bplf", "evaluate", "--checkpoint", str(out),
-                             "--limit", "40", "--output", str(report_path)], env=data_env,
+                             "--limit", "40", "--per-emotion", "12", "--temperatures", "0.7",
+                             "--output", str(report_path)], env=data_env,
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads(report_path.read_text())
@@ -169,3 +173,31 @@ def test_cli_sample_and_evaluate(data_env, tmp_path):
     # summing the label out can only raise the density above the true-label term's share
     assert synthetic["marginal_bpd"] <= synthetic["conditional_bpd"] + 8 / (48 * 48 * 0.69)
     assert report["round_trip_max_abs_error"] < 1e-3
+    fidelity = report["fidelity"]  # judged by the shipped classifier
+    assert [(r["generator"], r["temperature"]) for r in fidelity] == [
+        ("real faces (ceiling)", None), ("run", 0.7), ("untrained (floor)", 0.7)]
+    assert fidelity[1]["n"] == 7 * 12 and "fd_per_emotion" in fidelity[1]
+
+
+def test_export_keeps_the_selected_weights(data_env, tmp_path):
+    from bplf.pretrained import load_pretrained
+
+    out = tmp_path / "run"
+    subprocess.run(_train_cmd(out, steps=6), env=data_env, check=True, capture_output=True,
+                   timeout=300)
+    result = subprocess.run([sys.executable, "-m", "bplf", "export", "--run", str(out)],
+                            env=data_env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    exported = out / "model.pt"
+    assert exported.stat().st_size < (out / "checkpoint.pt").stat().st_size  # no optimizer
+    rows = [r for r in read_metrics(out) if "val_bpd" in r]
+    assert [r["step"] for r in rows] == [4, 6]
+    best_step = min(rows, key=lambda r: r["val_bpd"])["step"]
+    assert torch.load(exported, weights_only=True)["state"]["step"] == best_step
+    best = load_checkpoint(out, weights="best.pt")
+    assert torch.equal(_params(load_pretrained(out)), _params(best))  # model.pt comes first
+    exported.write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="model.pt: not a bplf checkpoint"):
+        load_pretrained(out)
+    with pytest.raises(FileNotFoundError, match="no pretrained model here"):
+        load_pretrained(tmp_path / "nothing")

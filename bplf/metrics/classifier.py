@@ -1,0 +1,218 @@
+"""A small CNN emotion classifier: the judge of expression fidelity for generated faces.
+
+It reads images in the flow's model space, ``x`` in [-0.5, 0.5) of shape (N, 1, 48, 48), so
+samples from a flow go in as they are. Its penultimate layer (``features``) is the feature space
+of the Fréchet distances in ``bplf.metrics.fidelity``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from bplf.data import EMOTIONS, EmotionSet
+from bplf.settings import REPO_ROOT, default_device, setup_cpu
+from bplf.utils import atomic_path, atomic_write, check_fields, progress
+
+#: the classifier trained and committed by the repo (see its README.md for the command)
+CLASSIFIER_DIR = REPO_ROOT / "checkpoints" / "emotion-cnn"
+CONFIG_FILE, WEIGHTS_FILE, METRICS_FILE = "config.json", "model.pt", "metrics.jsonl"
+
+
+@dataclass
+class ClassifierConfig:
+    """Architecture and training of the emotion classifier (saved as ``config.json``)."""
+
+    #: output channels of the convolutional blocks (two 3x3 convolutions, then 2x2 max-pool)
+    widths: list[int] = field(default_factory=lambda: [16, 32, 64])
+    #: size of the penultimate feature vector (a 3x3 convolution, then global average pooling)
+    features: int = 128
+    dropout: float = 0.3
+    epochs: int = 30
+    batch_size: int = 128
+    lr: float = 2e-3
+    weight_decay: float = 5e-4
+    #: random shifts of up to this many pixels (and horizontal flips) during training
+    shift: int = 4
+    seed: int = 0
+    #: train on at most this many faces (None: the whole train split)
+    train_limit: int | None = None
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ClassifierConfig:
+        check_fields(cls, d)
+        return cls(**d)
+
+
+def to_model_space(images: np.ndarray | Tensor) -> Tensor:
+    """uint8 faces (N, 48, 48) -> float (N, 1, 48, 48) at the centre of each grey level."""
+    u = torch.as_tensor(np.asarray(images))
+    return ((u.float() + 0.5) / 256 - 0.5).reshape(len(u), 1, *u.shape[-2:])
+
+
+class EmotionCNN(nn.Module):
+    """VGG-style blocks, a feature convolution, global average pooling, a linear classifier."""
+
+    def __init__(self, config: ClassifierConfig | None = None, num_classes: int = len(EMOTIONS)):
+        super().__init__()
+        self.config = cfg = config or ClassifierConfig()
+        layers: list[nn.Module] = []
+        c_in = 1
+        for width in cfg.widths:
+            for _ in range(2):
+                layers += [nn.Conv2d(c_in, width, 3, padding=1, bias=False),
+                           nn.BatchNorm2d(width), nn.ReLU(inplace=True)]
+                c_in = width
+            layers.append(nn.MaxPool2d(2))
+        layers += [nn.Conv2d(c_in, cfg.features, 3, padding=1, bias=False),
+                   nn.BatchNorm2d(cfg.features), nn.ReLU(inplace=True),
+                   nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+        self.body = nn.Sequential(*layers)
+        self.head = nn.Sequential(nn.Dropout(cfg.dropout), nn.Linear(cfg.features, num_classes))
+
+    def features(self, x: Tensor) -> Tensor:
+        """Penultimate features (N, config.features): the space of the Fréchet distance."""
+        return self.body(x * 4.0)  # [-0.5, 0.5) -> roughly unit scale
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Logits (N, 7) of ``x`` in model space."""
+        return self.head(self.features(x))
+
+
+@torch.no_grad()
+def predict(model: EmotionCNN, x: Tensor, batch_size: int = 512,
+            features: bool = False) -> Tensor:
+    """Class probabilities (N, 7), or penultimate features, of model-space images, on CPU."""
+    model.eval()
+    device = next(model.parameters()).device
+    fn = model.features if features else (lambda b: model(b).softmax(dim=1))
+    return torch.cat([fn(x[i : i + batch_size].to(device)).float().cpu()
+                      for i in range(0, len(x), batch_size)])
+
+
+def _augment(x: Tensor, shift: int, gen: torch.Generator) -> Tensor:
+    """Random horizontal flips and shifts of up to ``shift`` pixels (edge padding)."""
+    n, _, h, w = x.shape
+    flip = torch.rand(n, generator=gen) < 0.5
+    x = torch.where(flip.to(x.device)[:, None, None, None], x.flip(-1), x)
+    if shift:
+        padded = F.pad(x, (shift,) * 4, mode="replicate")
+        dy, dx = (torch.randint(0, 2 * shift + 1, (2, n), generator=gen)).tolist()
+        x = torch.stack([padded[i, :, a : a + h, b : b + w]
+                         for i, (a, b) in enumerate(zip(dy, dx, strict=True))])
+    return x
+
+
+def accuracy(model: EmotionCNN, images: np.ndarray, labels: np.ndarray) -> float:
+    """Fraction of uint8 faces whose most probable class is the label."""
+    if len(labels) == 0:
+        return float("nan")
+    pred = predict(model, to_model_space(images)).argmax(dim=1).numpy()
+    return float((pred == labels).mean())
+
+
+def confusion_matrix(model: EmotionCNN, images: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Counts (7, 7): row = true emotion, column = predicted."""
+    k = model.head[-1].out_features
+    pred = predict(model, to_model_space(images)).argmax(dim=1).numpy()
+    return np.bincount(labels * k + pred, minlength=k * k).reshape(k, k)
+
+
+def train_classifier(es: EmotionSet, out: Path | str, config: ClassifierConfig | None = None,
+                     device: torch.device | str | None = None) -> EmotionCNN:
+    """Train on the train split, keep the epoch with the best val accuracy, write ``out``:
+    ``config.json``, ``model.pt`` (best weights), ``metrics.jsonl`` (one row per epoch)."""
+    cfg = config or ClassifierConfig()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    device = torch.device(device) if device else default_device()
+    setup_cpu()
+    torch.manual_seed(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    train = es.select(split="train")
+    if cfg.train_limit:
+        train = train.subsample(cfg.train_limit, seed=cfg.seed)
+    val = es.select(split="val")
+    if len(train) == 0 or len(val) == 0:
+        raise ValueError("the emotion set has no train or no val faces")
+    x_train, y_train = to_model_space(train.images).to(device), torch.from_numpy(train.labels)
+    model = EmotionCNN(cfg).to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    steps_per_epoch = -(-len(train) // cfg.batch_size)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, epochs=cfg.epochs,
+                                                steps_per_epoch=steps_per_epoch)
+    atomic_write(out / CONFIG_FILE, lambda tmp: tmp.write_text(json.dumps(asdict(cfg), indent=1)))
+    metrics = out / METRICS_FILE
+    metrics.unlink(missing_ok=True)
+    best, wall = -1.0, 0.0
+    for epoch in progress(range(1, cfg.epochs + 1), desc="epochs"):
+        t0 = time.perf_counter()
+        model.train()
+        order = torch.randperm(len(train), generator=gen)
+        losses, correct = [], 0
+        for i in range(0, len(order), cfg.batch_size):
+            idx = order[i : i + cfg.batch_size]
+            xb = _augment(x_train[idx.to(device)], cfg.shift, gen)
+            yb = y_train[idx].to(device)
+            logits = model(xb)
+            loss = F.cross_entropy(logits, yb)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            losses.append(loss.item())
+            correct += int((logits.argmax(1) == yb).sum())
+        wall += time.perf_counter() - t0
+        row = {"epoch": epoch, "wall": round(wall, 2), "train_loss": float(np.mean(losses)),
+               "train_acc": correct / len(train),
+               "val_acc": accuracy(model, val.images, val.labels)}
+        with open(metrics, "a") as f:
+            f.write(json.dumps(row) + "\n")
+        if row["val_acc"] > best:
+            best = row["val_acc"]
+            with atomic_path(out / WEIGHTS_FILE) as tmp:
+                torch.save({"model": model.state_dict(), "epoch": epoch}, tmp)
+    return load_classifier(out, device)
+
+
+def load_classifier(path: Path | str | None = None,
+                    device: torch.device | str | None = None) -> EmotionCNN:
+    """The shipped classifier (or the one in directory ``path``), in eval mode."""
+    path = Path(path) if path is not None else CLASSIFIER_DIR
+    try:
+        cfg = ClassifierConfig.from_dict(json.loads((path / CONFIG_FILE).read_text()))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path / CONFIG_FILE}: no classifier here; train one with "
+                                "`python -m bplf train-classifier --out DIR`") from None
+    file = path / WEIGHTS_FILE
+    try:
+        state = torch.load(file, map_location="cpu", weights_only=True)["model"]
+        model = EmotionCNN(cfg)
+        model.load_state_dict(state)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{file}: no classifier weights") from None
+    except Exception as err:
+        raise ValueError(f"{file}: not weights of the classifier in {path / CONFIG_FILE} "
+                         f"({err})") from None
+    return model.to(device or "cpu").eval()
+
+
+def evaluate_classifier(model: EmotionCNN, es: EmotionSet, split: str = "test") -> dict:
+    """Accuracy per source and overall on ``split``, and the confusion matrix (JSON-ready)."""
+    data = es.select(split=split)
+    report = {"split": split, "emotions": list(EMOTIONS), "sources": {}}
+    for source in sorted(set(data.source)):
+        sub = data.select(source=source)
+        report["sources"][str(source)] = {"n": len(sub), "accuracy": accuracy(model, sub.images,
+                                                                         sub.labels)}
+    report["accuracy"] = accuracy(model, data.images, data.labels)
+    report["n"] = len(data)
+    report["confusion"] = confusion_matrix(model, data.images, data.labels).tolist()
+    return report

@@ -1,0 +1,54 @@
+"""The shipped pretrained model: exporting a run's selected weights, and loading them back.
+
+A training run directory holds ``checkpoint.pt`` (latest, with the optimizer state, for
+resuming) and ``best.pt`` (lowest val bpd). ``export_model`` keeps only what inference needs,
+the selected weights, as ``model.pt`` beside the run's ``config.json``; that is what the repo
+ships in ``checkpoints/bplf-emotion48`` and what ``load_pretrained()`` loads.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from bplf.model import BPLF
+from bplf.settings import REPO_ROOT
+from bplf.train import CHECKPOINT_FILE, load_checkpoint, load_run_config
+from bplf.utils import atomic_path
+
+#: the checkpoint trained and committed by the repo (see its README.md for the command)
+PRETRAINED_DIR = REPO_ROOT / "checkpoints" / "bplf-emotion48"
+EXPORT_FILE = "model.pt"
+
+
+def export_model(run: Path | str, weights: str = "best.pt") -> Path:
+    """Write ``run/model.pt``: the float32 weights of ``run/weights`` and the run state they were
+    saved at (step, best val bpd), without the optimizer. Returns the path written."""
+    run = Path(run)
+    load_run_config(run)  # refuse a directory that is not a run
+    source = run / weights
+    if not source.exists() and weights == "best.pt":
+        source = run / CHECKPOINT_FILE  # a run too short to have evaluated on val
+    try:
+        ckpt = torch.load(source, map_location="cpu", weights_only=True)
+        state = {k: v.float() if v.is_floating_point() else v for k, v in ckpt["model"].items()}
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{source}: no such checkpoint") from None
+    except Exception as err:
+        raise ValueError(f"{source}: not a bplf checkpoint ({err})") from None
+    dest = run / EXPORT_FILE
+    with atomic_path(dest) as tmp:
+        torch.save({"model": state, "state": ckpt.get("state", {}), "source": source.name}, tmp)
+    return dest
+
+
+def load_pretrained(path: Path | str | None = None,
+                    device: torch.device | str | None = None) -> BPLF:
+    """The shipped pretrained BPLF (or the run directory ``path``), in eval mode on ``device``."""
+    path = Path(path) if path is not None else PRETRAINED_DIR
+    if not (path / "config.json").exists():
+        raise FileNotFoundError(
+            f"{path}: no pretrained model here (expected config.json and {EXPORT_FILE}; make one "
+            "with `python -m bplf train --out DIR` then `python -m bplf export --run DIR`)")
+    return load_checkpoint(path, device)

@@ -1,0 +1,87 @@
+"""The ablation runner: identical data and budget per grid, tidy resumable results."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from bplf.experiments import BUDGETS, GRIDS, read_results, run_grid, steps_to_target, summary
+from bplf.train import TrainConfig, Trainer
+
+
+@pytest.fixture(scope="module")
+def es(synthetic_es):
+    return synthetic_es
+
+
+def test_grids_name_the_paper_axes():
+    assert {"depth1-3x3", "depth2-3x3", "depth3-3x3", "depth3-1x1", "depth3-5x5"} <= set(
+        GRIDS["conditioner"])
+    assert {"none", "patch", "zca", "global"} <= set(GRIDS["pca"])
+    assert set(GRIDS["branches"]) == {"both", "conv", "linear"}
+
+
+def test_run_grid_writes_tidy_rows_and_skips_done_runs(es, tmp_path):
+    kwargs = dict(results_dir=tmp_path / "results", runs_dir=tmp_path / "runs", device="cpu",
+                  emotion_set=es)
+    rows = run_grid("branches", "quick", seeds=(0, 1), configs=["both", "linear"], **kwargs)
+    budget = BUDGETS["quick"]
+    evals = budget.steps // budget.eval_interval
+    assert len(rows) == 2 * 2 * evals  # one row per run per evaluation
+    assert set(rows["config"]) == {"both", "linear"} and set(rows["seed"]) == {0, 1}
+    assert rows["wall"].gt(0).all() and rows["val_bpd"].between(0, 12).all()
+    # the linear-only conditioner has fewer parameters than both branches
+    params = rows.groupby("config")["params"].first()
+    assert params["linear"] < params["both"]
+    # rerunning is a no-op: nothing retrained, the file unchanged
+    before = (tmp_path / "results" / "branches.csv").read_text()
+    again = run_grid("branches", "quick", seeds=(0, 1), configs=["both", "linear"], **kwargs)
+    assert (tmp_path / "results" / "branches.csv").read_text() == before
+    assert len(again) == len(rows)
+    table = summary(again)
+    assert list(table["seeds"]) == [2, 2] and (table["steps"] == budget.steps).all()
+    hit = steps_to_target(again, target=float(again["val_bpd"].max()))
+    assert (hit["step"] == budget.eval_interval).all()  # the worst bpd is reached at once
+    never = steps_to_target(again, target=0.0)
+    assert never["step"].isna().all()
+    assert read_results("pca", tmp_path / "results").empty
+
+
+def test_run_grid_refuses_unknown_names(es, tmp_path):
+    with pytest.raises(ValueError, match="unknown grid"):
+        run_grid("optimizer", "quick", emotion_set=es, results_dir=tmp_path)
+    with pytest.raises(ValueError, match="unknown configs"):
+        run_grid("pca", "quick", configs=["pcaa"], emotion_set=es, results_dir=tmp_path)
+
+
+def test_every_config_trains_on_the_same_batches(es, tmp_path):
+    """For one seed, the batches after initialisation do not depend on the model config."""
+    cfg = TrainConfig(seed=3, init_size=32, pca_fit_size=256, train_limit=300, val_size=16)
+    batches = []
+    for name in ("none", "global", "patch"):
+        _, overrides = GRIDS["pca"][name]
+        trainer = Trainer(cfg, tmp_path / name, {**BUDGETS["quick"].base, **overrides}, "cpu", es)
+        trainer.initialize()
+        batches.append(trainer._global_batch(8))
+    for x, y in batches[1:]:
+        assert torch.equal(x, batches[0][0]) and torch.equal(y, batches[0][1])
+
+
+def test_compare_and_verdict():
+    import pandas as pd
+
+    from bplf.experiments import compare, verdict
+
+    values = pd.DataFrame({"config": ["a"] * 3 + ["b"] * 3 + ["c"] * 3 + ["d"],
+                           "seed": [0, 1, 2] * 3 + [0],
+                           "value": [5.0, 5.1, 4.9, 6.0, 6.1, 5.9, 5.05, 4.85, 5.1, 4.0]})
+    ab, ac = compare(values, "a", "b"), compare(values, "a", "c")
+    assert ab["diff"] == pytest.approx(-1.0) and ab["within_noise"] is False
+    assert ab["ratio"] == pytest.approx(5 / 6)
+    assert ac["within_noise"] is True
+    assert compare(values, "a", "d")["within_noise"] is None  # one seed: no error estimate
+    assert verdict([ab]) == "replicates"
+    assert verdict([ab, ac]) == "inconclusive"
+    assert verdict([compare(values, "b", "a")]) == "does not replicate"
+    with pytest.raises(ValueError, match="no results for 'e'"):
+        compare(values, "a", "e")
