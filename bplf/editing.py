@@ -16,7 +16,6 @@ rounding (asserted in the tests and in notebook 05).
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 from torch import Tensor
 
@@ -97,13 +96,3 @@ def interpolate(model: BPLF, x_a: Tensor, x_b: Tensor, steps: int = 8) -> Tensor
     t = torch.linspace(0, 1, steps, device=device).view(-1, 1, 1, 1)
     return model.decode([a + t * (b - a) for a, b in zip(za, zb, strict=True)])
 
-
-def emotion_index(emotion: str | int) -> int:
-    """An emotion's index from its name or index."""
-    if isinstance(emotion, (int, np.integer)):
-        if not 0 <= emotion < len(EMOTIONS):
-            raise ValueError(f"emotion index must lie in [0, {len(EMOTIONS)}), got {emotion}")
-        return int(emotion)
-    if emotion not in EMOTIONS:
-        raise ValueError(f"unknown emotion {emotion!r}; valid: {EMOTIONS}")
-    return EMOTIONS.index(emotion)

@@ -4,12 +4,16 @@ Every run of a grid uses the same ``Budget`` (steps, batch, learning rate, evalu
 schedule) and, for a given seed, the very same batches (the trainer's data generator depends
 only on the seed). Results are tidy: one row per run per evaluation, with step and wall time, in
 ``results/ablations/<grid>.csv`` (notebook 06 reads them). A grid can be stopped and rerun: runs
-already in the file are skipped, an interrupted run resumes from its checkpoint.
+already in the file are skipped, an interrupted run resumes from its checkpoint, and a config
+that another grid has already trained with the same budget and seed is read, not retrained.
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
+import hashlib
+import json
 import os
 import platform
 from dataclasses import dataclass, field
@@ -19,6 +23,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from bplf.model import PRESETS
 from bplf.settings import REPO_ROOT, default_device
 from bplf.train import TrainConfig, Trainer, read_metrics
 from bplf.utils import atomic_write, check_fields
@@ -100,6 +105,15 @@ def hardware(device: torch.device) -> str:
     return f"CPU ({os.cpu_count()} cores, {torch.get_num_threads()} threads, {platform.machine()})"
 
 
+def run_key(preset: str, model: dict, budget: Budget) -> str:
+    """A run directory's name: the same model and budget in two grids (the ``bplf`` preset is in
+    every grid) is one run, trained once."""
+    config = dataclasses.replace(PRESETS[preset], **model).to_dict()
+    spec = {"model": config, "budget": {k: v for k, v in vars(budget).items() if k != "base"}}
+    digest = hashlib.sha1(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
+    return f"{preset}-{digest}"
+
+
 def read_results(grid: str, results_dir: Path | str = RESULTS_DIR) -> pd.DataFrame:
     """The tidy result rows of a grid (empty if none yet)."""
     path = Path(results_dir) / f"{grid}.csv"
@@ -133,7 +147,8 @@ def run_grid(grid: str, budget: Budget | str = "cpu", seeds: tuple[int, ...] = (
                               train_limit=budget.train_limit, log_interval=budget.eval_interval,
                               sample_interval=budget.steps,
                               checkpoint_interval=budget.eval_interval)
-            out = Path(runs_dir) / grid / name / f"seed{seed}"
+            out = Path(runs_dir) / run_key(preset, {**budget.base, **overrides}, budget) / \
+                f"seed{seed}"
             trainer = Trainer(cfg, out, {**budget.base, **overrides}, device, emotion_set)
             trainer.fit(resume=True)
             rows = [{"grid": grid, "config": name, "seed": seed, "step": r["step"],

@@ -45,6 +45,11 @@ def test_run_grid_writes_tidy_rows_and_skips_done_runs(es, tmp_path):
     never = steps_to_target(again, target=0.0)
     assert never["step"].isna().all()
     assert read_results("pca", tmp_path / "results").empty
+    # "both" is the bplf preset, as is "patch" in the pca grid: trained once, read twice
+    pca = run_grid("pca", "quick", seeds=(1,), configs=["patch"], **kwargs)
+    shared = rows[(rows["config"] == "both") & (rows["seed"] == 1)]
+    assert pca["val_bpd"].tolist() == shared["val_bpd"].tolist()
+    assert pca["wall"].tolist() == shared["wall"].tolist()
 
 
 def test_run_grid_refuses_unknown_names(es, tmp_path):
