@@ -1,4 +1,4 @@
-"""Expression editing and interpolation in a flow's latent space.
+"""Class-conditional sampling, expression editing and interpolation in a flow's latent space.
 
 The flow's map does not depend on the emotion: only the top prior does. So a face can be
 encoded once and its latents moved from the source emotion's statistics toward the target's,
@@ -16,19 +16,15 @@ rounding (asserted in the tests and in notebook 05).
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from bplf.data import EMOTIONS, EmotionSet
-from bplf.likelihood import dequantize
+from bplf.likelihood import dequantize, to_uint8
 from bplf.model import BPLF
 
 METHODS = ("mean", "prior")
-
-
-def _labels(y, n: int, device: torch.device) -> Tensor:
-    y = torch.as_tensor(y, dtype=torch.long, device=device)
-    return y.expand(n) if y.ndim == 0 else y
 
 
 @torch.no_grad()
@@ -36,23 +32,17 @@ def latent_means(model: BPLF, es: EmotionSet, split: str = "train", per_emotion:
                  seed: int = 0, batch_size: int = 256) -> list[Tensor]:
     """Mean latent of each emotion's faces: one tensor (K, C, H, W) per entry of ``encode``."""
     device = next(model.parameters()).device
-    sums: list[Tensor] | None = None
-    k = model.config.num_classes
-    counts = torch.zeros(k, device=device)
     data = es.select(split=split)
-    for e in range(k):
+    per_class = []
+    for e in range(model.config.num_classes):
         sub = data.select(emotion=e).subsample(per_emotion, seed=seed)
         if len(sub) == 0:
             raise ValueError(f"no {split} faces of emotion {EMOTIONS[e]!r} to average")
         x = dequantize(sub.images, generator=torch.Generator().manual_seed(seed))
-        for i in range(0, len(x), batch_size):
-            zs = model.encode(x[i : i + batch_size].to(device))
-            if sums is None:
-                sums = [torch.zeros(k, *z.shape[1:], device=device) for z in zs]
-            for s, z in zip(sums, zs, strict=True):
-                s[e] += z.sum(0)
-        counts[e] = len(x)
-    return [s / counts.view(-1, 1, 1, 1) for s in sums]
+        batches = [model.encode(x[i : i + batch_size].to(device))
+                   for i in range(0, len(x), batch_size)]
+        per_class.append([torch.cat(level).mean(0) for level in zip(*batches, strict=True)])
+    return [torch.stack(level) for level in zip(*per_class, strict=True)]
 
 
 @torch.no_grad()
@@ -61,8 +51,10 @@ def edit_latents(model: BPLF, zs: list[Tensor], source, target, intensity: float
     """Latents moved from emotion ``source`` toward ``target`` (ints or (N,) labels)."""
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, not {method!r}")
-    n, device = len(zs[-1]), zs[-1].device
-    src, tgt = _labels(source, n, device), _labels(target, n, device)
+    # an int label indexes (C, H, W) statistics that broadcast over the batch, (N,) labels
+    # index one row per face
+    src = torch.as_tensor(source, dtype=torch.long, device=zs[-1].device)
+    tgt = torch.as_tensor(target, dtype=torch.long, device=zs[-1].device)
     if method == "mean":
         if means is None:
             raise ValueError("method='mean' needs the latent means (bplf.editing.latent_means)")
@@ -96,3 +88,17 @@ def interpolate(model: BPLF, x_a: Tensor, x_b: Tensor, steps: int = 8) -> Tensor
     t = torch.linspace(0, 1, steps, device=device).view(-1, 1, 1, 1)
     return model.decode([a + t * (b - a) for a, b in zip(za, zb, strict=True)])
 
+
+@torch.no_grad()
+def sample_faces(model: BPLF, n_per_emotion: int, temperature: float, seed: int = 0,
+                 batch_size: int = 500) -> tuple[torch.Tensor, np.ndarray]:
+    """``n_per_emotion`` samples of every emotion as uint8 (N, 48, 48), with their labels; fixed
+    seeds (one generator per temperature, drawn in fixed-size batches)."""
+    device = next(model.parameters()).device
+    y = np.repeat(np.arange(model.config.num_classes), n_per_emotion)
+    gen = torch.Generator(device=device).manual_seed(seed)
+    out = []
+    for i in range(0, len(y), batch_size):
+        yb = torch.as_tensor(y[i : i + batch_size], device=device)
+        out.append(to_uint8(model.sample(len(yb), yb, temperature, generator=gen)).cpu())
+    return torch.cat(out)[:, 0], y

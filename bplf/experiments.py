@@ -26,7 +26,7 @@ import torch
 from bplf.model import PRESETS
 from bplf.settings import REPO_ROOT, default_device
 from bplf.train import TrainConfig, Trainer, read_metrics
-from bplf.utils import atomic_write, check_fields
+from bplf.utils import atomic_write
 
 RESULTS_DIR = REPO_ROOT / "results" / "ablations"
 RUNS_DIR = REPO_ROOT / "runs" / "ablations"
@@ -66,32 +66,30 @@ GRIDS: dict[str, dict[str, tuple[str, dict]]] = {
 
 @dataclass
 class Budget:
-    """What every run of a grid gets: the same steps, batch, schedule and evaluation."""
+    """What every run of a grid gets: one training configuration (steps, batch, schedule,
+    evaluation; the preset and seed are set per run) and ModelConfig overrides for all configs
+    (a smaller model for a CPU budget)."""
 
-    steps: int = 2000
-    batch_size: int = 64
-    lr: float = 1e-3
-    warmup_steps: int = 200
-    eval_interval: int = 250
-    val_size: int = 1000
-    train_limit: int | None = None
-    #: ModelConfig overrides applied to every config (a smaller model for a CPU budget)
-    base: dict = field(default_factory=dict)
+    train: TrainConfig
+    model: dict = field(default_factory=dict)
 
-    @classmethod
-    def from_dict(cls, d: dict) -> Budget:
-        check_fields(cls, d)
-        return cls(**d)
+
+def _budget(steps: int, eval_interval: int, model: dict | None = None, **train) -> Budget:
+    """A budget that evaluates, logs and checkpoints every ``eval_interval`` steps and samples
+    once, at the end."""
+    return Budget(TrainConfig(steps=steps, eval_interval=eval_interval,
+                              log_interval=eval_interval, checkpoint_interval=eval_interval,
+                              sample_interval=steps, **train), model or {})
 
 
 #: named budgets: "gpu" trains the full-size presets; "cpu" a half-width, half-depth model of
 #: the same architecture for as many steps as a 2-core CPU allows; "quick" proves the runner.
 BUDGETS: dict[str, Budget] = {
-    "gpu": Budget(steps=10_000, eval_interval=500, val_size=2000),
-    "cpu": Budget(steps=1500, eval_interval=150, val_size=1000,
-                  base={"hidden_channels": 32, "steps_per_level": 4}),
-    "quick": Budget(steps=12, batch_size=16, warmup_steps=4, eval_interval=6, val_size=64,
-                    train_limit=400, base={"hidden_channels": 8, "steps_per_level": 1}),
+    "gpu": _budget(10_000, 500, warmup_steps=200, val_size=2000),
+    "cpu": _budget(1500, 150, {"hidden_channels": 32, "steps_per_level": 4}, warmup_steps=200,
+                   val_size=1000),
+    "quick": _budget(12, 6, {"hidden_channels": 8, "steps_per_level": 1}, batch_size=16,
+                     warmup_steps=4, val_size=64, train_limit=400),
 }
 
 COLUMNS = ["grid", "config", "seed", "step", "wall", "train_bpd", "val_bpd", "params",
@@ -105,11 +103,11 @@ def hardware(device: torch.device) -> str:
     return f"CPU ({os.cpu_count()} cores, {torch.get_num_threads()} threads, {platform.machine()})"
 
 
-def run_key(preset: str, model: dict, budget: Budget) -> str:
-    """A run directory's name: the same model and budget in two grids (the ``bplf`` preset is in
-    every grid) is one run, trained once."""
+def run_key(preset: str, model: dict, train: TrainConfig) -> str:
+    """A run directory's name (its seeds are subfolders): the same model and budget in two grids
+    (the ``bplf`` preset is in every grid) is one run, trained once."""
     config = dataclasses.replace(PRESETS[preset], **model).to_dict()
-    spec = {"model": config, "budget": {k: v for k, v in vars(budget).items() if k != "base"}}
+    spec = {"model": config, "train": dataclasses.asdict(train)}
     digest = hashlib.sha1(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
     return f"{preset}-{digest}"
 
@@ -141,15 +139,10 @@ def run_grid(grid: str, budget: Budget | str = "cpu", seeds: tuple[int, ...] = (
             if ((done["config"] == name) & (done["seed"] == seed)).any():
                 continue
             preset, overrides = GRIDS[grid][name]
-            cfg = TrainConfig(preset=preset, steps=budget.steps, batch_size=budget.batch_size,
-                              lr=budget.lr, warmup_steps=budget.warmup_steps, seed=seed,
-                              eval_interval=budget.eval_interval, val_size=budget.val_size,
-                              train_limit=budget.train_limit, log_interval=budget.eval_interval,
-                              sample_interval=budget.steps,
-                              checkpoint_interval=budget.eval_interval)
-            out = Path(runs_dir) / run_key(preset, {**budget.base, **overrides}, budget) / \
-                f"seed{seed}"
-            trainer = Trainer(cfg, out, {**budget.base, **overrides}, device, emotion_set)
+            cfg = dataclasses.replace(budget.train, preset=preset, seed=seed)
+            model = {**budget.model, **overrides}
+            out = Path(runs_dir) / run_key(preset, model, budget.train) / f"seed{seed}"
+            trainer = Trainer(cfg, out, model, device, emotion_set)
             trainer.fit(resume=True)
             rows = [{"grid": grid, "config": name, "seed": seed, "step": r["step"],
                      "wall": r["wall"], "train_bpd": r["train_bpd"], "val_bpd": r["val_bpd"],
@@ -174,20 +167,23 @@ def steps_to_target(results: pd.DataFrame, target: float) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
+def _last_rows(results: pd.DataFrame) -> pd.DataFrame:
+    """The last evaluation of each run (config, seed)."""
+    return results.sort_values("step").groupby(["config", "seed"]).tail(1)
+
+
 def summary(results: pd.DataFrame) -> pd.DataFrame:
     """Per config: final val bpd (mean, std, n seeds), parameters, training images/s."""
-    final = results.sort_values("step").groupby(["config", "seed"]).tail(1)
-    table = final.groupby("config").agg(
+    table = _last_rows(results).groupby("config").agg(
         final_bpd=("val_bpd", "mean"), spread=("val_bpd", "std"), seeds=("seed", "nunique"),
         params=("params", "first"), images_per_s=("images_per_s", "median"),
         steps=("step", "max"), wall_s=("wall", "mean"))
     return table.sort_values("final_bpd")
 
 
-
 def final_bpd(results: pd.DataFrame) -> pd.DataFrame:
     """The last evaluation of each run: columns config, seed, value (its val bpd)."""
-    final = results.sort_values("step").groupby(["config", "seed"]).tail(1)
+    final = _last_rows(results)
     return final[["config", "seed"]].assign(value=final["val_bpd"].to_numpy())
 
 
@@ -216,3 +212,39 @@ def verdict(comparisons: list[dict]) -> str:
     if comparisons and all(c["within_noise"] is False and c["diff"] < 0 for c in comparisons):
         return "replicates"
     return "inconclusive"
+
+
+def claim(results: pd.DataFrame, claimed: str) -> tuple[str, pd.DataFrame]:
+    """Does config ``claimed`` end with the lowest val bpd? The verdict, and its comparison with
+    every other config (``compare`` on ``final_bpd``)."""
+    values = final_bpd(results)
+    if claimed not in set(values["config"]):
+        return f"undecided ({claimed} not run yet)", pd.DataFrame()
+    rows = [compare(values, claimed, other) for other in values["config"].unique()
+            if other != claimed]
+    return verdict(rows), pd.DataFrame(rows)
+
+
+def steps_table(results: pd.DataFrame, targets: tuple[float, ...], baseline: str) -> pd.DataFrame:
+    """Per config: mean steps to each val bpd target and final bpd; for every config but
+    ``baseline``, whether it gets there faster (a ``verdict`` on steps, ratio to the baseline)
+    and ends lower. A run that never reaches a target counts as the budget plus one evaluation,
+    which can only flatter the config that failed."""
+    censored = results["step"].max() + results["step"].min()  # the first evaluation: 1 interval
+    final = final_bpd(results)
+    reached = {t: steps_to_target(results, t) for t in targets}
+    reached = {t: h.assign(value=h["step"].fillna(censored)) for t, h in reached.items()}
+    rows = []
+    for config in results["config"].unique():
+        row = {"config": config, "seeds": int((final["config"] == config).sum())}
+        for t, values in reached.items():
+            row[f"steps to {t}"] = values.loc[values["config"] == config, "value"].mean()
+            if config != baseline:
+                c = compare(values, config, baseline)
+                row[f"ratio ({t})"] = c["ratio"]
+                row[f"faster to {t}?"] = verdict([c])
+        row["final bpd"] = final.loc[final["config"] == config, "value"].mean()
+        if config != baseline:
+            row["better at equal budget?"] = verdict([compare(final, config, baseline)])
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("config")

@@ -20,9 +20,12 @@ NUM_BITS = 8
 NUM_BINS = 2**NUM_BITS
 
 
-def dequantize(u, generator: torch.Generator | None = None) -> Tensor:
+def dequantize(u, generator: torch.Generator | None = None, centre: bool = False) -> Tensor:
     """uint8 images (N, H, W) or (N, C, H, W), numpy or tensor -> float32 (N, C, H, W),
-    ``x = (u + U[0, 1)) / 256 - 0.5``, noise drawn from ``generator`` (CPU by default)."""
+    ``x = (u + U[0, 1)) / 256 - 0.5``, noise drawn from ``generator`` (CPU by default).
+
+    ``centre=True`` puts each pixel at the centre of its grey level instead (noise 1/2): the
+    deterministic model-space image a classifier or an editor reads."""
     u = torch.as_tensor(np.asarray(u) if not isinstance(u, Tensor) else u)
     if u.dtype != torch.uint8:
         raise TypeError(f"dequantize expects uint8 images, got {u.dtype}")
@@ -30,6 +33,8 @@ def dequantize(u, generator: torch.Generator | None = None) -> Tensor:
         u = u[:, None]
     if u.ndim != 4:
         raise ValueError(f"expected (N, H, W) or (N, C, H, W) images, got shape {tuple(u.shape)}")
+    if centre:
+        return (u.float() + 0.5) / NUM_BINS - 0.5
     device = generator.device if generator is not None else u.device
     noise = torch.rand(u.shape, generator=generator, device=device).to(u.device)
     return (u.float() + noise) / NUM_BINS - 0.5

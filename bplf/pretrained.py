@@ -14,7 +14,7 @@ import torch
 
 from bplf.model import BPLF
 from bplf.settings import REPO_ROOT
-from bplf.train import CHECKPOINT_FILE, load_checkpoint, load_run_config
+from bplf.train import CHECKPOINT_FILE, load_checkpoint, read_checkpoint
 from bplf.utils import atomic_path
 
 #: the checkpoint trained and committed by the repo (see its README.md for the command)
@@ -26,20 +26,15 @@ def export_model(run: Path | str, weights: str = "best.pt") -> Path:
     """Write ``run/model.pt``: the float32 weights of ``run/weights`` and the run state they were
     saved at (step, best val bpd), without the optimizer. Returns the path written."""
     run = Path(run)
-    load_run_config(run)  # refuse a directory that is not a run
     source = run / weights
     if not source.exists() and weights == "best.pt":
         source = run / CHECKPOINT_FILE  # a run too short to have evaluated on val
-    try:
-        ckpt = torch.load(source, map_location="cpu", weights_only=True)
-        state = {k: v.float() if v.is_floating_point() else v for k, v in ckpt["model"].items()}
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{source}: no such checkpoint") from None
-    except Exception as err:
-        raise ValueError(f"{source}: not a bplf checkpoint ({err})") from None
+    # rebuilt from the run's config.json, so weights that do not fit it are refused here
+    model = load_checkpoint(run, weights=source.name)
     dest = run / EXPORT_FILE
     with atomic_path(dest) as tmp:
-        torch.save({"model": state, "state": ckpt.get("state", {}), "source": source.name}, tmp)
+        torch.save({"model": model.state_dict(), "state": read_checkpoint(source).get("state", {}),
+                    "source": source.name}, tmp)
     return dest
 
 

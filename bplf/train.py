@@ -106,6 +106,20 @@ def load_run_config(out: Path) -> tuple[ModelConfig, TrainConfig]:
     return ModelConfig.from_dict(payload["model"]), TrainConfig.from_dict(payload["train"])
 
 
+def read_checkpoint(file: Path) -> dict:
+    """A checkpoint file's contents (``weights_only``: plain tensors and numbers, never code);
+    a truncated or foreign file raises an error that names it."""
+    try:
+        ckpt = torch.load(file, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{file}: no such checkpoint") from None
+    except Exception as err:
+        raise ValueError(f"{file}: not a bplf checkpoint ({err})") from None
+    if not isinstance(ckpt, dict) or "model" not in ckpt:
+        raise ValueError(f"{file}: not a bplf checkpoint (no model weights)")
+    return ckpt
+
+
 #: weight files of a run directory, in the order ``load_checkpoint`` prefers them: an exported
 #: model, the lowest-val-bpd checkpoint, the latest checkpoint
 WEIGHT_FILES = ("model.pt", "best.pt", CHECKPOINT_FILE)
@@ -125,10 +139,7 @@ def load_checkpoint(path: Path | str, device: torch.device | str | None = None,
     if not names or not (path / names[0]).exists():
         raise FileNotFoundError(f"{path}: no weights ({weights or ', '.join(WEIGHT_FILES)})")
     file = path / names[0]
-    try:
-        state = torch.load(file, map_location="cpu", weights_only=True)["model"]
-    except Exception as err:  # a truncated or foreign file: say which one
-        raise ValueError(f"{file}: not a bplf checkpoint ({err})") from None
+    state = read_checkpoint(file)["model"]
     model = BPLF(model_cfg)
     try:
         model.load_state_dict({k: v.float() if v.is_floating_point() else v

@@ -127,16 +127,11 @@ def draw_bi_parallel_coupling(depth: int = 3, kernel: int = 3) -> plt.Figure:
 def samples_per_emotion(model, per_emotion: int = 8, temperature: float = 0.7,
                         seed: int = 0) -> plt.Figure:
     """One row per emotion of class-conditional samples at ``temperature``, fixed seed."""
-    import torch
+    from bplf.editing import sample_faces
 
-    from bplf.likelihood import to_uint8
-
-    k = model.config.num_classes
-    device = next(model.parameters()).device
-    y = torch.arange(k, device=device).repeat_interleave(per_emotion)
-    x = model.sample(len(y), y=y, temperature=temperature,
-                     generator=torch.Generator(device=device).manual_seed(seed))
-    fig = face_grid(to_uint8(x).cpu().numpy(), ncols=per_emotion, row_labels=EMOTIONS[:k])
+    images, _ = sample_faces(model, per_emotion, temperature, seed)
+    fig = face_grid(images.numpy(), ncols=per_emotion,
+                    row_labels=EMOTIONS[: model.config.num_classes])
     fig.suptitle(f"samples at temperature {temperature}", fontsize=9, y=1.02)
     return fig
 
@@ -170,10 +165,9 @@ def edit_grid(model, images: np.ndarray, labels: Sequence[int], means, intensity
     import torch
 
     from bplf.editing import edit_expression
-    from bplf.likelihood import to_uint8
-    from bplf.metrics.classifier import to_model_space
+    from bplf.likelihood import dequantize, to_uint8
 
-    x = to_model_space(images)
+    x = dequantize(images, centre=True)
     cells = []
     for i, src in enumerate(labels):
         cells.append(images[i])

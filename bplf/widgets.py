@@ -15,8 +15,7 @@ from IPython.display import display
 
 from bplf.data import EMOTIONS, EmotionSet
 from bplf.editing import METHODS, edit_expression
-from bplf.likelihood import to_uint8
-from bplf.metrics.classifier import to_model_space
+from bplf.likelihood import dequantize, to_uint8
 from bplf.model import BPLF
 from bplf.viz import face_grid
 
@@ -92,7 +91,7 @@ class EditExplorer(_Explorer):
 
     def render(self) -> np.ndarray:
         i = int(self.face.value)
-        x = to_model_space(self.faces.images[i : i + 1])
+        x = dequantize(self.faces.images[i : i + 1], centre=True)
         edited = edit_expression(self.model, x, int(self.faces.labels[i]),
                                  EMOTIONS.index(self.target.value), float(self.intensity.value),
                                  self.method.value, self.means)

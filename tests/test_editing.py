@@ -9,7 +9,6 @@ import torch
 from bplf.data import EMOTIONS
 from bplf.editing import edit_expression, edit_latents, interpolate, latent_means
 from bplf.likelihood import dequantize
-from bplf.metrics.classifier import to_model_space
 from bplf.model import build_model
 from bplf.viz import edit_grid
 from bplf.widgets import EditExplorer, SampleExplorer
@@ -53,7 +52,7 @@ def test_latent_means_are_per_emotion_averages(model, es, means):
 @pytest.mark.parametrize("method", ["mean", "prior"])
 def test_intensity_zero_reproduces_the_face(model, es, means, method):
     faces = es.select(split="test").subsample(6)
-    x = to_model_space(faces.images)
+    x = dequantize(faces.images, centre=True)
     same = edit_expression(model, x, torch.as_tensor(faces.labels), 3, 0.0, method, means)
     assert (same - x).abs().max() < 1e-4
     moved = edit_expression(model, x, torch.as_tensor(faces.labels), 3, 1.0, method, means)
@@ -83,7 +82,7 @@ def test_bad_edit_arguments(model, means):
 
 
 def test_interpolation_ends_at_both_faces(model, es):
-    faces = to_model_space(es.select(split="test").subsample(2).images)
+    faces = dequantize(es.select(split="test").subsample(2).images, centre=True)
     path = interpolate(model, faces[0], faces[1], steps=5)
     assert path.shape == (5, 1, 48, 48)
     assert (path[0] - faces[0]).abs().max() < 1e-4 and (path[-1] - faces[1]).abs().max() < 1e-4

@@ -26,7 +26,7 @@ def test_run_grid_writes_tidy_rows_and_skips_done_runs(es, tmp_path):
                   emotion_set=es)
     rows = run_grid("branches", "quick", seeds=(0, 1), configs=["both", "linear"], **kwargs)
     budget = BUDGETS["quick"]
-    evals = budget.steps // budget.eval_interval
+    evals = budget.train.steps // budget.train.eval_interval
     assert len(rows) == 2 * 2 * evals  # one row per run per evaluation
     assert set(rows["config"]) == {"both", "linear"} and set(rows["seed"]) == {0, 1}
     assert rows["wall"].gt(0).all() and rows["val_bpd"].between(0, 12).all()
@@ -39,9 +39,9 @@ def test_run_grid_writes_tidy_rows_and_skips_done_runs(es, tmp_path):
     assert (tmp_path / "results" / "branches.csv").read_text() == before
     assert len(again) == len(rows)
     table = summary(again)
-    assert list(table["seeds"]) == [2, 2] and (table["steps"] == budget.steps).all()
+    assert list(table["seeds"]) == [2, 2] and (table["steps"] == budget.train.steps).all()
     hit = steps_to_target(again, target=float(again["val_bpd"].max()))
-    assert (hit["step"] == budget.eval_interval).all()  # the worst bpd is reached at once
+    assert (hit["step"] == budget.train.eval_interval).all()  # the worst bpd is reached at once
     never = steps_to_target(again, target=0.0)
     assert never["step"].isna().all()
     assert read_results("pca", tmp_path / "results").empty
@@ -65,7 +65,7 @@ def test_every_config_trains_on_the_same_batches(es, tmp_path):
     batches = []
     for name in ("none", "global", "patch"):
         _, overrides = GRIDS["pca"][name]
-        trainer = Trainer(cfg, tmp_path / name, {**BUDGETS["quick"].base, **overrides}, "cpu", es)
+        trainer = Trainer(cfg, tmp_path / name, {**BUDGETS["quick"].model, **overrides}, "cpu", es)
         trainer.initialize()
         batches.append(trainer._global_batch(8))
     for x, y in batches[1:]:
@@ -90,3 +90,28 @@ def test_compare_and_verdict():
     assert verdict([compare(values, "b", "a")]) == "does not replicate"
     with pytest.raises(ValueError, match="no results for 'e'"):
         compare(values, "a", "e")
+
+
+def test_claim_and_steps_table():
+    import pandas as pd
+
+    from bplf.experiments import claim, steps_table
+
+    # two seeds each; "fast" reaches 6.0 at step 10 and ends at 5.5, "slow" at step 30 and 5.9,
+    # "never" stays above 6.0
+    curves = {"fast": [6.2, 5.9, 5.6, 5.5], "slow": [6.4, 6.2, 5.95, 5.9],
+              "never": [6.5, 6.4, 6.3, 6.2]}
+    rows = [{"config": c, "seed": seed, "step": 10 * (i + 1), "wall": float(i),
+             "val_bpd": bpd + 0.01 * seed}
+            for c, curve in curves.items() for seed in (0, 1) for i, bpd in enumerate(curve)]
+    results = pd.DataFrame(rows)
+    table = steps_table(results, (6.0,), baseline="slow")
+    assert table.loc["fast", "steps to 6.0"] == 20 and table.loc["slow", "steps to 6.0"] == 30
+    assert table.loc["never", "steps to 6.0"] == 50  # never reached: the budget + one interval
+    assert table.loc["fast", "faster to 6.0?"] == "replicates"
+    assert table.loc["never", "better at equal budget?"] == "does not replicate"
+    assert table.loc["fast", "ratio (6.0)"] == pytest.approx(2 / 3)
+    verdict, comparisons = claim(results, "fast")
+    assert verdict == "replicates" and set(comparisons["b"]) == {"slow", "never"}
+    assert claim(results, "slow")[0] == "does not replicate"
+    assert claim(results, "depth9")[0].startswith("undecided")

@@ -14,7 +14,7 @@ from scipy import linalg
 from bplf.data import EMOTIONS, load_emotion_set
 from bplf.likelihood import dequantize
 from bplf.metrics import ClassifierConfig, evaluate_classifier, load_classifier, train_classifier
-from bplf.metrics.classifier import CLASSIFIER_DIR, to_model_space
+from bplf.metrics.classifier import CLASSIFIER_DIR
 from bplf.metrics.fidelity import fidelity_table, frechet_distance, untrained_like
 from bplf.model import build_model
 
@@ -61,7 +61,7 @@ def test_classifier_learns_the_synthetic_expressions(es, trained):
     # the saved weights are the best val epoch, and reload to the same predictions
     best = max(rows, key=lambda r: r["val_acc"])["epoch"]
     assert torch.load(out / "model.pt", weights_only=True)["epoch"] == best
-    x = to_model_space(es.select(split="test").images[:16])
+    x = dequantize(es.select(split="test").images[:16], centre=True)
     torch.testing.assert_close(load_classifier(out)(x), model(x))
 
 
@@ -74,12 +74,18 @@ def test_classifier_bad_directory(tmp_path, trained):
         load_classifier(tmp_path)
 
 
-def test_fidelity_table_has_floor_ceiling_and_every_emotion(es, trained):
-    classifier, _ = trained
+@pytest.fixture(scope="module")
+def flow(es):
+    """A small 48x48 BPLF, initialised (not trained) on synthetic faces."""
     torch.manual_seed(0)
-    flow = build_model("bplf", levels=3, steps_per_level=1, hidden_channels=8)
+    model = build_model("bplf", levels=3, steps_per_level=1, hidden_channels=8)
     x = dequantize(es.select(split="train").subsample(600).images)
-    flow.initialize(x[:256], pca_x=x)
+    model.initialize(x[:256], pca_x=x)
+    return model.eval()
+
+
+def test_fidelity_table_has_floor_ceiling_and_every_emotion(es, trained, flow):
+    classifier, _ = trained
     rows = fidelity_table({"flow": flow, "floor": untrained_like(flow, es, n=600)}, classifier,
                           es, temperatures=(0.7, 1.0), n_per_emotion=20)
     assert [(r["generator"], r["temperature"]) for r in rows] == [
@@ -112,5 +118,17 @@ RAW = os.environ.get("BPLF_RAW_DIR")
                     reason="the public datasets are not in BPLF_RAW_DIR")
 def test_shipped_classifier_on_real_test_faces():
     test = load_emotion_set().select(source="fer2013", split="test").subsample(600, seed=2)
-    pred = load_classifier()(to_model_space(test.images)).argmax(1).numpy()
+    pred = load_classifier()(dequantize(test.images, centre=True)).argmax(1).numpy()
     assert (pred == test.labels).mean() > 0.55
+
+
+def test_edit_accuracy_is_one_seventh_at_intensity_zero(es, trained, flow):
+    from bplf.editing import latent_means
+    from bplf.metrics.fidelity import edit_accuracy
+
+    classifier, _ = trained
+    faces = es.select(split="test").subsample(20)
+    shares = edit_accuracy(flow, classifier, faces.images, faces.labels,
+                           latent_means(flow, es, per_emotion=30), intensities=(0.0, 1.5))
+    assert shares[0.0] == pytest.approx(1 / 7)  # unchanged faces: one target in seven is hit
+    assert 0 <= shares[1.5] <= 1 and shares[1.5] != shares[0.0]

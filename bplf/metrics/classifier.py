@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from bplf.data import EMOTIONS, EmotionSet
+from bplf.likelihood import dequantize
 from bplf.settings import REPO_ROOT, default_device, setup_cpu
 from bplf.utils import atomic_path, atomic_write, check_fields, progress
 
@@ -49,12 +50,6 @@ class ClassifierConfig:
     def from_dict(cls, d: dict) -> ClassifierConfig:
         check_fields(cls, d)
         return cls(**d)
-
-
-def to_model_space(images: np.ndarray | Tensor) -> Tensor:
-    """uint8 faces (N, 48, 48) -> float (N, 1, 48, 48) at the centre of each grey level."""
-    u = torch.as_tensor(np.asarray(images))
-    return ((u.float() + 0.5) / 256 - 0.5).reshape(len(u), 1, *u.shape[-2:])
 
 
 class EmotionCNN(nn.Module):
@@ -110,19 +105,16 @@ def _augment(x: Tensor, shift: int, gen: torch.Generator) -> Tensor:
     return x
 
 
+def predict_labels(model: EmotionCNN, images: np.ndarray) -> np.ndarray:
+    """The most probable emotion of each uint8 face."""
+    return predict(model, dequantize(images, centre=True)).argmax(dim=1).numpy()
+
+
 def accuracy(model: EmotionCNN, images: np.ndarray, labels: np.ndarray) -> float:
     """Fraction of uint8 faces whose most probable class is the label."""
     if len(labels) == 0:
         return float("nan")
-    pred = predict(model, to_model_space(images)).argmax(dim=1).numpy()
-    return float((pred == labels).mean())
-
-
-def confusion_matrix(model: EmotionCNN, images: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """Counts (7, 7): row = true emotion, column = predicted."""
-    k = model.head[-1].out_features
-    pred = predict(model, to_model_space(images)).argmax(dim=1).numpy()
-    return np.bincount(labels * k + pred, minlength=k * k).reshape(k, k)
+    return float((predict_labels(model, images) == labels).mean())
 
 
 def train_classifier(es: EmotionSet, out: Path | str, config: ClassifierConfig | None = None,
@@ -142,7 +134,8 @@ def train_classifier(es: EmotionSet, out: Path | str, config: ClassifierConfig |
     val = es.select(split="val")
     if len(train) == 0 or len(val) == 0:
         raise ValueError("the emotion set has no train or no val faces")
-    x_train, y_train = to_model_space(train.images).to(device), torch.from_numpy(train.labels)
+    x_train = dequantize(train.images, centre=True).to(device)
+    y_train = torch.from_numpy(train.labels)
     model = EmotionCNN(cfg).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = -(-len(train) // cfg.batch_size)
@@ -205,14 +198,15 @@ def load_classifier(path: Path | str | None = None,
 
 
 def evaluate_classifier(model: EmotionCNN, es: EmotionSet, split: str = "test") -> dict:
-    """Accuracy per source and overall on ``split``, and the confusion matrix (JSON-ready)."""
+    """Accuracy per source and overall on ``split``, and the confusion matrix (JSON-ready;
+    rows: true emotion, columns: predicted)."""
     data = es.select(split=split)
-    report = {"split": split, "emotions": list(EMOTIONS), "sources": {}}
-    for source in sorted(set(data.source)):
-        sub = data.select(source=source)
-        report["sources"][str(source)] = {"n": len(sub), "accuracy": accuracy(model, sub.images,
-                                                                         sub.labels)}
-    report["accuracy"] = accuracy(model, data.images, data.labels)
-    report["n"] = len(data)
-    report["confusion"] = confusion_matrix(model, data.images, data.labels).tolist()
-    return report
+    pred = predict_labels(model, data.images)
+    hit = pred == data.labels
+    k = len(EMOTIONS)
+    confusion = np.bincount(data.labels * k + pred, minlength=k * k).reshape(k, k)
+    return {"split": split, "emotions": list(EMOTIONS),
+            "sources": {str(s): {"n": int((data.source == s).sum()),
+                                 "accuracy": float(hit[data.source == s].mean())}
+                        for s in sorted(set(data.source))},
+            "accuracy": float(hit.mean()), "n": len(data), "confusion": confusion.tolist()}

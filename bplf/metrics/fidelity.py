@@ -20,8 +20,9 @@ import numpy as np
 import torch
 
 from bplf.data import EMOTIONS, EmotionSet
+from bplf.editing import edit_expression, sample_faces
 from bplf.likelihood import dequantize, to_uint8
-from bplf.metrics.classifier import EmotionCNN, predict, to_model_space
+from bplf.metrics.classifier import EmotionCNN, predict
 from bplf.model import BPLF
 from bplf.utils import progress
 
@@ -62,21 +63,6 @@ def _compare(feats: np.ndarray, y: np.ndarray, ref: np.ndarray, ref_y: np.ndarra
     return {"fd": frechet_distance(feats[take], ref), "fd_per_emotion": per}
 
 
-@torch.no_grad()
-def sample_faces(model: BPLF, n_per_emotion: int, temperature: float, seed: int = 0,
-                 batch_size: int = 500) -> tuple[torch.Tensor, np.ndarray]:
-    """``n_per_emotion`` samples of every emotion as uint8 (N, 48, 48), with their labels; fixed
-    seeds (one generator per temperature, drawn in fixed-size batches)."""
-    device = next(model.parameters()).device
-    y = np.repeat(np.arange(model.config.num_classes), n_per_emotion)
-    gen = torch.Generator(device=device).manual_seed(seed)
-    out = []
-    for i in range(0, len(y), batch_size):
-        yb = torch.as_tensor(y[i : i + batch_size], device=device)
-        out.append(to_uint8(model.sample(len(yb), yb, temperature, generator=gen)).cpu())
-    return torch.cat(out)[:, 0], y
-
-
 def fidelity_table(generators: dict[str, BPLF], classifier: EmotionCNN, es: EmotionSet,
                    temperatures: tuple[float, ...] = (0.5, 0.7, 1.0), n_per_emotion: int = 500,
                    seed: int = 0) -> list[dict]:
@@ -85,16 +71,16 @@ def fidelity_table(generators: dict[str, BPLF], classifier: EmotionCNN, es: Emot
     test, val = es.select(split="test"), es.select(split="val")
     # the ceiling: the classifier's accuracy on the real test faces themselves, and the
     # distance of real faces of other people (the val split) to them
-    ref, acc = _scores(classifier, to_model_space(test.images), test.labels)
+    ref, acc = _scores(classifier, dequantize(test.images, centre=True), test.labels)
     weights = np.bincount(test.labels, minlength=len(EMOTIONS)) / len(test)
-    feats, _ = _scores(classifier, to_model_space(val.images), val.labels)
+    feats, _ = _scores(classifier, dequantize(val.images, centre=True), val.labels)
     rows = [{"generator": "real faces (ceiling)", "temperature": None, "n": len(test),
              **_compare(feats, val.labels, ref, test.labels, weights),
              "accuracy": acc["accuracy"], "per_emotion_accuracy": acc["per_emotion"]}]
     jobs = [(name, model, t) for name, model in generators.items() for t in temperatures]
     for name, model, t in progress(jobs, desc="fidelity"):
         images, y = sample_faces(model.eval(), n_per_emotion, t, seed)
-        feats, acc = _scores(classifier, to_model_space(images), y)
+        feats, acc = _scores(classifier, dequantize(images, centre=True), y)
         rows.append({"generator": name, "temperature": t, "n": len(y),
                      **_compare(feats, y, ref, test.labels, weights),
                      "accuracy": acc["accuracy"], "per_emotion_accuracy": acc["per_emotion"]})
@@ -125,3 +111,24 @@ def as_frame(rows: list[dict]):
                            **{f"fd {e}": d for e, d in r["fd_per_emotion"].items()}}
                           for r in rows])
     return table.set_index(["generator", "temperature"])
+
+
+@torch.no_grad()
+def edit_accuracy(model: BPLF, classifier: EmotionCNN, images: np.ndarray, labels: np.ndarray,
+                  means: list[torch.Tensor], intensities: tuple[float, ...] = (0.0, 0.5, 1.0, 1.5),
+                  method: str = "mean") -> dict[float, float]:
+    """Per intensity, the share of edits the classifier reads as their target, each uint8 face
+    edited toward all 7 emotions. At intensity 0 the faces are unchanged, so the share is exactly
+    1/7 (each face's one predicted emotion is the target of one edit in seven)."""
+    x = dequantize(images, centre=True)
+    source = torch.as_tensor(labels)
+    k = model.config.num_classes
+    shares = {}
+    for intensity in intensities:
+        hits = 0
+        for target in range(k):
+            edited = edit_expression(model, x, source, target, intensity, method, means)
+            pred = predict(classifier, dequantize(to_uint8(edited)[:, 0].cpu(), centre=True))
+            hits += int((pred.argmax(1) == target).sum())
+        shares[intensity] = hits / (len(x) * k)
+    return shares
