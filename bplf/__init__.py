@@ -7,7 +7,9 @@ from bplf.data import EMOTIONS, EmotionSet, build_emotion_set, load_emotion_set
 from bplf.likelihood import bits_per_dim, dequantize
 from bplf.model import BPLF, PRESETS, ModelConfig, build_model
 from bplf.pretrained import load_pretrained
-from bplf.settings import pick, quick_mode
+from bplf.settings import pick, quick_mode, set_tf32
+
+set_tf32(False)  # exact float32 inverses on CUDA (see settings.set_tf32)
 
 __all__ = [
     "BPLF",

@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import json
 import math
 import time
 import warnings
+from pathlib import Path
 
+import pandas as pd
 import torch
 
 from bplf.likelihood import dequantize
 from bplf.model import build_model
+from bplf.settings import REPO_ROOT
+
+#: the committed outputs of `python -m bplf bench` (commands in README.md), and where each ran
+BENCH_FILES = {"bench_h100_b64.json": "H100", "bench_h100_b256.json": "H100",
+               "bench_cpu.json": "CPU, 2 threads"}
 
 
 def _sync(device: torch.device) -> None:
@@ -70,3 +78,13 @@ def throughput(preset: str = "bplf", batch_size: int = 64, image_size: int = 48,
             "train_images_per_s": round(train, 2),
             "log_prob_images_per_s": round(rate(log_prob), 2),
             "sample_images_per_s": round(rate(sample), 2)}
+
+
+def read_bench(results_dir: Path | str = REPO_ROOT / "results") -> pd.DataFrame:
+    """The committed throughput figures, one row per file and preset, indexed by hardware,
+    batch size and preset."""
+    rows = [{"hardware": hw, **r} for name, hw in BENCH_FILES.items()
+            if (Path(results_dir) / name).exists()
+            for r in json.loads((Path(results_dir) / name).read_text())]
+    return pd.DataFrame(rows).set_index(["hardware", "batch_size", "preset"]).drop(
+        columns="device")

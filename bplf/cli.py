@@ -125,13 +125,20 @@ def cmd_train_classifier(args: argparse.Namespace) -> None:
 
 
 def cmd_ablate(args: argparse.Namespace) -> None:
-    from bplf.experiments import run_grid, summary
+    from bplf.experiments import run_grid, run_grids, summary
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    results = run_grid(args.grid, args.budget, tuple(args.seeds), args.configs,
-                       device=args.device)
-    print(summary(results).to_string())
+    if args.configs and len(args.grid) > 1:
+        raise SystemExit("--configs needs a single --grid")
+    if args.workers > 1 or len(args.grid) > 1:
+        results = run_grids(args.grid, args.budget, tuple(args.seeds), args.workers,
+                            device=args.device)
+    else:
+        results = {args.grid[0]: run_grid(args.grid[0], args.budget, tuple(args.seeds),
+                                          args.configs, device=args.device)}
+    for grid, rows in results.items():
+        print(f"== {grid} ==\n{summary(rows).to_string()}")
 
 
 def cmd_build_data(args: argparse.Namespace) -> None:
@@ -206,12 +213,16 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--device", default=None)
     p.set_defaults(func=cmd_train_classifier)
 
-    p = sub.add_parser("ablate", help="train an ablation grid into results/ablations/GRID.csv")
-    p.add_argument("--grid", required=True, help="conditioner, pca, branches or baselines")
+    p = sub.add_parser("ablate",
+                       help="train ablation grids into results/ablations/BUDGET/GRID.csv")
+    p.add_argument("--grid", required=True, nargs="+",
+                   help="conditioner, pca, branches and/or baselines")
     p.add_argument("--budget", default="cpu", help="gpu, cpu or quick (bplf.experiments.BUDGETS)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--configs", nargs="+", help="only these configs of the grid")
     p.add_argument("--threads", type=int)
+    p.add_argument("--workers", type=int, default=1,
+                   help="train this many runs at once, one process each (a GPU fits many)")
     p.add_argument("--device", default=None)
     p.set_defaults(func=cmd_ablate)
 

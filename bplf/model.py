@@ -32,6 +32,7 @@ from bplf.utils import check_fields
 CONDITIONERS = ("both", "conv", "linear")
 PCA_SCOPES = ("none", "patch", "zca", "global")
 PERMUTATIONS = ("invconv", "reverse")
+IMPLEMENTATIONS = ("bplf", "normflows")
 
 
 @dataclass
@@ -57,6 +58,8 @@ class ModelConfig:
     pca: str = "patch"
     pca_trainable: bool = False
     permutation: str = "invconv"
+    #: "bplf" (this package's flow) or "normflows" (the peer Glow of bplf.peers)
+    implementation: str = "bplf"
 
     def __post_init__(self) -> None:
         def choice(name: str, options: tuple[str, ...]) -> None:
@@ -67,6 +70,7 @@ class ModelConfig:
         choice("conditioner", CONDITIONERS)
         choice("pca", PCA_SCOPES)
         choice("permutation", PERMUTATIONS)
+        choice("implementation", IMPLEMENTATIONS)
         for name in ("image_size", "channels", "levels", "steps_per_level", "hidden_channels",
                      "coupling_depth", "kernel_size"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
@@ -95,6 +99,9 @@ PRESETS: dict[str, ModelConfig] = {
     "glow": ModelConfig(conditioner="conv", kernel_size=3, hidden_kernel_size=1, pca="none"),
     "realnvp": ModelConfig(conditioner="conv", kernel_size=3, hidden_kernel_size=1, pca="none",
                            permutation="reverse"),
+    # normflows' Glow, hidden width chosen to match the glow preset's parameter count
+    "glow-normflows": ModelConfig(hidden_channels=60, conditioner="conv", kernel_size=3,
+                                  hidden_kernel_size=1, pca="none", implementation="normflows"),
 }
 
 
@@ -319,4 +326,13 @@ def build_model(preset: str = "bplf", **overrides) -> BPLF:
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; valid: {sorted(PRESETS)}")
     check_fields(ModelConfig, overrides)
-    return BPLF(dataclasses.replace(PRESETS[preset], **overrides))
+    return make_model(dataclasses.replace(PRESETS[preset], **overrides))
+
+
+def make_model(config: ModelConfig) -> nn.Module:
+    """The model a config describes: a ``BPLF``, or the peer it names in ``implementation``."""
+    if config.implementation == "normflows":
+        from bplf.peers import NormflowsGlow
+
+        return NormflowsGlow(config)
+    return BPLF(config)

@@ -58,6 +58,14 @@ def setup_cpu() -> None:
     torch.set_flush_denormal(True)
 
 
+def set_tf32(enabled: bool) -> None:
+    """Allow or forbid TF32 (10-bit mantissa) convolutions and matmuls on CUDA. Forbidden by
+    default (at import): with TF32 an H100 inverted the flows to 1e-3 instead of 1e-6, so
+    samples and edits would not be exact inverses. ``TrainConfig.tf32`` allows it for speed."""
+    torch.backends.cudnn.allow_tf32 = enabled
+    torch.backends.cuda.matmul.allow_tf32 = enabled
+
+
 def display_path(path: Path | str) -> str:
     """A path as a reader should see it: relative to the repo, or to ``$BPLF_RAW_DIR``.
 

@@ -21,8 +21,8 @@ from torch import nn
 
 from bplf.data import EMOTIONS, load_emotion_set
 from bplf.likelihood import bits_per_dim, bpd_from_log_prob, to_uint8
-from bplf.model import BPLF, ModelConfig, build_model
-from bplf.settings import default_device, setup_cpu
+from bplf.model import BPLF, ModelConfig, build_model, make_model
+from bplf.settings import default_device, set_tf32, setup_cpu
 from bplf.utils import atomic_path, atomic_write, check_fields, progress
 
 CONFIG_FILE = "config.json"
@@ -58,6 +58,8 @@ class TrainConfig:
     log_interval: int = 50
     temperature: float = 0.7
     amp: bool = False
+    #: TF32 matrix units on CUDA: faster, but inverses are only good to ~1e-3 (settings.set_tf32)
+    tf32: bool = False
     compile: bool = False
     #: stop with an error after this many consecutive non-finite losses
     max_nonfinite: int = 20
@@ -140,7 +142,7 @@ def load_checkpoint(path: Path | str, device: torch.device | str | None = None,
         raise FileNotFoundError(f"{path}: no weights ({weights or ', '.join(WEIGHT_FILES)})")
     file = path / names[0]
     state = read_checkpoint(file)["model"]
-    model = BPLF(model_cfg)
+    model = make_model(model_cfg)
     try:
         model.load_state_dict({k: v.float() if v.is_floating_point() else v
                                for k, v in state.items()})
@@ -175,6 +177,8 @@ class Trainer:
         self.device = torch.device(device) if device is not None else default_device()
         if self.device.type == "cpu":
             setup_cpu()
+        else:
+            set_tf32(self.cfg.tf32)
         if self.cfg.batch_size % self.world:
             raise ValueError(f"batch_size {self.cfg.batch_size} is not divisible by the "
                              f"{self.world} processes")

@@ -197,12 +197,13 @@ def confusion_heatmap(confusion: Sequence[Sequence[int]], title: str = "") -> pl
     return fig
 
 
-def ablation_curves(results, x: str = "step", title: str = "") -> plt.Figure:
+def ablation_curves(results, x: str = "step", title: str = "",
+                    ax: plt.Axes | None = None) -> plt.Figure:
     """Val bpd against ``x`` ("step" or "wall", in minutes) per config of a grid: the mean over
     seeds at each evaluation, with a band of one standard deviation."""
     stats = results.groupby(["config", "step"]).agg(
         bpd=("val_bpd", "mean"), sd=("val_bpd", "std"), wall=("wall", "mean")).reset_index()
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = plt.subplots(figsize=(7, 4)) if ax is None else (ax.figure, ax)
     configs = list(dict.fromkeys(results["config"]))
     for config, color in zip(configs, sns.color_palette(n_colors=len(configs)), strict=True):
         c = stats[stats["config"] == config]
@@ -216,4 +217,13 @@ def ablation_curves(results, x: str = "step", title: str = "") -> plt.Figure:
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()
+    return fig
+
+
+def budget_curves(results: dict, x: str = "step", title: str = "") -> plt.Figure:
+    """``ablation_curves`` of one grid under each budget (``{budget: rows}``), side by side."""
+    results = {b: r for b, r in results.items() if not r.empty}
+    fig, axes = plt.subplots(1, len(results), figsize=(6.5 * len(results), 4), squeeze=False)
+    for ax, (budget, rows) in zip(axes[0], results.items(), strict=True):
+        ablation_curves(rows, x, f"{title} ({budget} budget, {rows['hardware'].iloc[0]})", ax)
     return fig

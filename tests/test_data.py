@@ -288,6 +288,18 @@ def test_synthetic_fallback_when_no_raw_data(tmp_path):
     assert happy.std(axis=0).mean() > 10
 
 
+def test_real_set_is_kept_when_raw_data_goes_missing(raw, tmp_path):
+    out = tmp_path / "processed"
+    real = build_emotion_set(raw, out)
+    arrays = out / "emotion_set.npz"
+    stamp = arrays.stat().st_mtime_ns
+    with pytest.warns(UserWarning, match="keeping the emotion set"):
+        kept = build_emotion_set(tmp_path / "nothing-here", out)
+    assert kept == real and arrays.stat().st_mtime_ns == stamp
+    with pytest.warns(UserWarning, match="NO RAW DATASET FOUND"):
+        assert build_emotion_set(tmp_path / "nothing-here", out, force=True)["synthetic"]
+
+
 def test_load_builds_when_missing_and_torch_dataset(raw, tmp_path):
     out = tmp_path / "fresh"
     es = load_emotion_set(raw, out)

@@ -5,7 +5,16 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bplf.experiments import BUDGETS, GRIDS, read_results, run_grid, steps_to_target, summary
+from bplf.experiments import (
+    BUDGETS,
+    GRIDS,
+    read_results,
+    run_grid,
+    run_grids,
+    side_by_side,
+    steps_to_target,
+    summary,
+)
 from bplf.train import TrainConfig, Trainer
 
 
@@ -44,7 +53,7 @@ def test_run_grid_writes_tidy_rows_and_skips_done_runs(es, tmp_path):
     assert (hit["step"] == budget.train.eval_interval).all()  # the worst bpd is reached at once
     never = steps_to_target(again, target=0.0)
     assert never["step"].isna().all()
-    assert read_results("pca", tmp_path / "results").empty
+    assert read_results("pca", results_dir=tmp_path / "results").empty
     # "both" is the bplf preset, as is "patch" in the pca grid: trained once, read twice
     pca = run_grid("pca", "quick", seeds=(1,), configs=["patch"], **kwargs)
     shared = rows[(rows["config"] == "both") & (rows["seed"] == 1)]
@@ -52,11 +61,38 @@ def test_run_grid_writes_tidy_rows_and_skips_done_runs(es, tmp_path):
     assert pca["wall"].tolist() == shared["wall"].tolist()
 
 
+def test_parallel_workers_train_the_same_runs(es, tmp_path):
+    """run_grids with 2 worker processes writes the rows a sequential run_grid writes."""
+    kwargs = dict(device="cpu", emotion_set=es)
+    alone = run_grid("branches", "quick", seeds=(0,), results_dir=tmp_path / "r1",
+                     runs_dir=tmp_path / "runs1", **kwargs)
+    both = run_grids(["branches", "baselines"], "quick", seeds=(0,), workers=2,
+                     results_dir=tmp_path / "r2", runs_dir=tmp_path / "runs2", **kwargs)
+    rows = both["branches"]
+    assert (rows["hardware"].str.endswith("2 runs at once")).all()
+    cols = ["config", "seed", "step", "train_bpd", "val_bpd", "params"]
+    key = ["config", "step"]
+    assert alone[cols].sort_values(key).reset_index(drop=True).equals(
+        rows[cols].sort_values(key).reset_index(drop=True))
+    # the bplf preset is shared by the two grids: trained once, by one worker
+    assert len(list((tmp_path / "runs2").iterdir())) == len(GRIDS["branches"]) + len(
+        GRIDS["baselines"]) - 1
+    table = side_by_side({"cpu": rows, "none": rows.iloc[:0]})
+    assert list(table.columns.get_level_values(0).unique()) == ["cpu"]
+    assert table.loc["both", ("cpu", "final_bpd")] == summary(rows).loc["both", "final_bpd"]
+    base = both["baselines"]
+    assert set(base["config"]) == set(GRIDS["baselines"])
+    assert (base.loc[base["config"] == "bplf", "val_bpd"].to_numpy()
+            == rows.loc[rows["config"] == "both", "val_bpd"].to_numpy()).all()
+
+
 def test_run_grid_refuses_unknown_names(es, tmp_path):
     with pytest.raises(ValueError, match="unknown grid"):
         run_grid("optimizer", "quick", emotion_set=es, results_dir=tmp_path)
     with pytest.raises(ValueError, match="unknown configs"):
         run_grid("pca", "quick", configs=["pcaa"], emotion_set=es, results_dir=tmp_path)
+    with pytest.raises(ValueError, match="unknown budget"):
+        run_grid("pca", "tpu", emotion_set=es, results_dir=tmp_path)
 
 
 def test_every_config_trains_on_the_same_batches(es, tmp_path):

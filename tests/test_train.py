@@ -70,6 +70,21 @@ def test_training_lowers_the_loss_and_writes_a_run(es, tmp_path):
     assert torch.equal(_params(loaded), _params(trainer.model))
 
 
+@pytest.mark.parametrize("amp", [False, True])
+def test_training_on_each_device(device, amp, es, tmp_path):
+    """The same loop on every device; with bf16 autocast (``amp``, CUDA only) too."""
+    if amp and device.type != "cuda":
+        pytest.skip("amp is a CUDA option")
+    cfg = TrainConfig(steps=30, lr=3e-3, amp=amp,
+                      **{**QUICK, "eval_interval": 30, "sample_interval": 30})
+    trainer = Trainer(cfg, tmp_path, TINY, device=device, emotion_set=es)
+    trainer.fit()
+    rows = read_metrics(tmp_path)
+    first, last = rows[0]["train_bpd"], sum(r["train_bpd"] for r in rows[-5:]) / 5
+    assert last < first - 0.3 and trainer.state.skipped_total == 0, (first, last)
+    assert rows[-1]["val_bpd"] < 9
+
+
 def test_resume_continues_exactly(es, tmp_path):
     straight = Trainer(TrainConfig(steps=6, **QUICK), tmp_path / "a", TINY, "cpu", es)
     straight.fit()
@@ -177,6 +192,15 @@ def test_cli_sample_and_evaluate(data_env, tmp_path):
     assert [(r["generator"], r["temperature"]) for r in fidelity] == [
         ("real faces (ceiling)", None), ("run", 0.7), ("untrained (floor)", 0.7)]
     assert fidelity[1]["n"] == 7 * 12 and "fd_per_emotion" in fidelity[1]
+    # notebook 06 reads such reports as one row per run
+    from bplf.experiments import read_fidelity
+
+    (tmp_path / "fid" / "fidelity").mkdir(parents=True)
+    report_path.rename(tmp_path / "fid" / "fidelity" / "branches-conv.json")
+    row = read_fidelity(results_dir=tmp_path / "fid").iloc[0]
+    assert (row["grid"], row["config"]) == ("branches", "conv")
+    assert row["model accuracy T=0.7"] == fidelity[1]["accuracy"]
+    assert row["floor FD T=0.7"] == fidelity[2]["fd"] and row["real FD"] == fidelity[0]["fd"]
 
 
 def test_export_keeps_the_selected_weights(data_env, tmp_path):

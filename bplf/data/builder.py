@@ -110,7 +110,9 @@ def build_emotion_set(raw: Path | str | None = None, out: Path | str | None = No
     """Build (or confirm up to date) the merged emotion set; returns its manifest.
 
     ``raw`` defaults to ``BPLF_RAW_DIR`` and ``out`` to ``BPLF_DATA_DIR``. With no dataset in
-    ``raw`` a procedural synthetic set is built instead, with a warning.
+    ``raw`` a procedural synthetic set is built instead, with a warning, unless ``out`` already
+    holds a set built from real data: that one is kept (a lost ``BPLF_RAW_DIR`` must not
+    replace real faces by drawings), also with a warning; ``force`` rebuilds regardless.
     """
     raw = Path(raw) if raw is not None else raw_dir()
     out = Path(out) if out is not None else data_dir()
@@ -126,6 +128,11 @@ def build_emotion_set(raw: Path | str | None = None, out: Path | str | None = No
         except json.JSONDecodeError:
             old = {}
         if old.get("fingerprint") == fingerprint:
+            return old
+        if not found and old.get("synthetic") is False:
+            warnings.warn(f"no raw dataset found in {raw}: keeping the emotion set in {out}, "
+                          "built earlier from real data (force=True replaces it by the "
+                          "synthetic set)", stacklevel=2)
             return old
 
     if found:

@@ -23,7 +23,7 @@ from bplf.data import EMOTIONS, EmotionSet
 from bplf.editing import edit_expression, sample_faces
 from bplf.likelihood import dequantize, to_uint8
 from bplf.metrics.classifier import EmotionCNN, predict
-from bplf.model import BPLF
+from bplf.model import BPLF, make_model
 from bplf.utils import progress
 
 
@@ -91,7 +91,7 @@ def untrained_like(model: BPLF, es: EmotionSet, n: int = 4096, seed: int = 0) ->
     """The floor: the same architecture with only its data-dependent initialisation (PCA fit and
     ActNorm on ``n`` training faces), no training step."""
     torch.manual_seed(seed)
-    fresh = BPLF(model.config).to(next(model.parameters()).device)
+    fresh = make_model(model.config).to(next(model.parameters()).device)
     train = es.select(split="train").subsample(n, seed=seed)
     x = dequantize(train.images, generator=torch.Generator().manual_seed(seed)).to(
         next(fresh.parameters()).device)
