@@ -125,18 +125,14 @@ def cmd_train_classifier(args: argparse.Namespace) -> None:
 
 
 def cmd_ablate(args: argparse.Namespace) -> None:
-    from bplf.experiments import run_grid, run_grids, summary
+    from bplf.experiments import run_grids, summary
 
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.configs and len(args.grid) > 1:
         raise SystemExit("--configs needs a single --grid")
-    if args.workers > 1 or len(args.grid) > 1:
-        results = run_grids(args.grid, args.budget, tuple(args.seeds), args.workers,
-                            device=args.device)
-    else:
-        results = {args.grid[0]: run_grid(args.grid[0], args.budget, tuple(args.seeds),
-                                          args.configs, device=args.device)}
+    results = run_grids(args.grid, args.budget, tuple(args.seeds), args.workers, args.configs,
+                        device=args.device)
     for grid, rows in results.items():
         print(f"== {grid} ==\n{summary(rows).to_string()}")
 

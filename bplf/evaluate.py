@@ -90,9 +90,9 @@ def evaluate_checkpoint(path: Path | str, split: str = "test", limit: int | None
                                                           device)
     if n_per_emotion > 0:
         from bplf.metrics import load_classifier
-        from bplf.metrics.fidelity import fidelity_table, untrained_like
+        from bplf.metrics.fidelity import FLOOR, fidelity_table, untrained_like
 
-        generators = {Path(path).name: model, "untrained (floor)": untrained_like(model, es)}
+        generators = {Path(path).name: model, FLOOR: untrained_like(model, es)}
         report["fidelity"] = fidelity_table(generators, load_classifier(classifier, device), es,
                                             temperatures, n_per_emotion)
     return report

@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from bplf.metrics.fidelity import CEILING, FLOOR
 from bplf.model import PRESETS, make_model
 from bplf.settings import REPO_ROOT, default_device
 from bplf.train import (
@@ -135,29 +136,34 @@ def read_results(grid: str, budget: str = "cpu",
     return pd.read_csv(path) if path.exists() else pd.DataFrame(columns=COLUMNS)
 
 
-def _resolve(grid: str, budget: Budget | str,
-             configs: list[str] | None) -> tuple[str, Budget, list[str]]:
-    """Check a grid's name and configs; the budget's name and the budget itself."""
+def _pending(grid: str, budget: Budget | str, seeds: tuple[int, ...],
+             configs: list[str] | None, results_dir: Path | str | None,
+             runs_dir: Path | str) -> tuple[str, Path, list[tuple]]:
+    """The budget's name, the grid's results folder, and its (config, seed) runs not yet in
+    the results file, each as (config, seed, TrainConfig, model overrides, run directory).
+    Unknown grid, config or budget names are refused."""
     if grid not in GRIDS:
         raise ValueError(f"unknown grid {grid!r}; valid: {sorted(GRIDS)}")
     names = configs or list(GRIDS[grid])
     unknown = sorted(set(names) - set(GRIDS[grid]))
     if unknown:
         raise ValueError(f"unknown configs {unknown} for grid {grid!r}; valid: {list(GRIDS[grid])}")
-    if isinstance(budget, str):
-        if budget not in BUDGETS:
-            raise ValueError(f"unknown budget {budget!r}; valid: {sorted(BUDGETS)}")
-        return budget, BUDGETS[budget], names
-    return "custom", budget, names
-
-
-def _run(grid: str, name: str, seed: int, budget: Budget,
-         runs_dir: Path | str) -> tuple[str, TrainConfig, dict, Path]:
-    """The preset, training config, model overrides and run directory of one (config, seed)."""
-    preset, overrides = GRIDS[grid][name]
-    cfg = dataclasses.replace(budget.train, preset=preset, seed=seed)
-    model = {**budget.model, **overrides}
-    return preset, cfg, model, Path(runs_dir) / run_key(preset, model, budget.train) / f"seed{seed}"
+    if isinstance(budget, str) and budget not in BUDGETS:
+        raise ValueError(f"unknown budget {budget!r}; valid: {sorted(BUDGETS)}")
+    budget_name = budget if isinstance(budget, str) else "custom"
+    budget = BUDGETS[budget] if isinstance(budget, str) else budget
+    results_dir = Path(results_dir or RESULTS_DIR / budget_name)
+    done = read_results(grid, results_dir=results_dir)
+    have = set(zip(done["config"], done["seed"], strict=True))
+    runs = []
+    for name in names:
+        preset, overrides = GRIDS[grid][name]
+        model = {**budget.model, **overrides}
+        key = run_key(preset, model, budget.train)
+        runs += [(name, seed, dataclasses.replace(budget.train, preset=preset, seed=seed), model,
+                  Path(runs_dir) / key / f"seed{seed}") for seed in seeds
+                 if (name, seed) not in have]
+    return budget_name, results_dir, runs
 
 
 def _finished(out: Path, steps: int) -> bool:
@@ -176,27 +182,22 @@ def run_grid(grid: str, budget: Budget | str = "cpu", seeds: tuple[int, ...] = (
 
     Results go to ``results_dir`` (default ``results/ablations/<budget>``); ``concurrent``
     only notes in the hardware column how many runs shared the device (see ``run_grids``)."""
-    budget_name, budget, names = _resolve(grid, budget, configs)
-    results_dir = Path(results_dir or RESULTS_DIR / budget_name)
+    budget_name, results_dir, runs = _pending(grid, budget, seeds, configs, results_dir,
+                                              runs_dir)
     device = torch.device(device) if device else default_device()
-    path = results_dir / f"{grid}.csv"
-    for name in names:
-        for seed in seeds:
-            done = read_results(grid, results_dir=results_dir)
-            if ((done["config"] == name) & (done["seed"] == seed)).any():
-                continue
-            _, cfg, model, out = _run(grid, name, seed, budget, runs_dir)
-            if not _finished(out, cfg.steps):  # else another grid or a worker trained it
-                Trainer(cfg, out, model, device, emotion_set).fit(resume=True)
-            params = make_model(load_run_config(out)[0]).num_parameters()
-            rows = [{"grid": grid, "config": name, "seed": seed, "step": r["step"],
-                     "wall": r["wall"], "train_bpd": r["train_bpd"], "val_bpd": r["val_bpd"],
-                     "params": params, "images_per_s": r["images_per_s"],
-                     "budget": budget_name, "hardware": hardware(device, concurrent)}
-                    for r in read_metrics(out) if "val_bpd" in r]
-            table = pd.concat([done, pd.DataFrame(rows, columns=COLUMNS)], ignore_index=True)
-            atomic_write(path, lambda tmp, t=table: t.to_csv(tmp, index=False,
-                                                            quoting=csv.QUOTE_MINIMAL))
+    for name, seed, cfg, model, out in runs:
+        if not _finished(out, cfg.steps):  # else another grid or a worker trained it
+            Trainer(cfg, out, model, device, emotion_set).fit(resume=True)
+        params = make_model(load_run_config(out)[0]).num_parameters()
+        rows = [{"grid": grid, "config": name, "seed": seed, "step": r["step"],
+                 "wall": r["wall"], "train_bpd": r["train_bpd"], "val_bpd": r["val_bpd"],
+                 "params": params, "images_per_s": r["images_per_s"],
+                 "budget": budget_name, "hardware": hardware(device, concurrent)}
+                for r in read_metrics(out) if "val_bpd" in r]
+        table = pd.concat([read_results(grid, results_dir=results_dir),
+                           pd.DataFrame(rows, columns=COLUMNS)], ignore_index=True)
+        atomic_write(results_dir / f"{grid}.csv",
+                     lambda tmp, t=table: t.to_csv(tmp, index=False, quoting=csv.QUOTE_MINIMAL))
     return read_results(grid, results_dir=results_dir)
 
 
@@ -207,33 +208,31 @@ def _train_one(cfg: TrainConfig, out: Path, model: dict, device: str, emotion_se
 
 
 def run_grids(grids: list[str], budget: Budget | str = "gpu", seeds: tuple[int, ...] = (0, 1, 2),
-              workers: int = 1, results_dir: Path | str | None = None,
-              runs_dir: Path | str = RUNS_DIR, device: torch.device | str | None = None,
+              workers: int = 1, configs: list[str] | None = None,
+              results_dir: Path | str | None = None, runs_dir: Path | str = RUNS_DIR,
+              device: torch.device | str | None = None,
               emotion_set=None) -> dict[str, pd.DataFrame]:
-    """``run_grid`` for several grids; with ``workers`` > 1 their distinct pending runs first
+    """``run_grid`` for each of ``grids``; with ``workers`` > 1 their distinct pending runs first
     train that many at a time, each in its own process on the same device.
 
     One process leaves a GPU mostly idle on flows this small: on an H100, 8 processes at batch
     256 trained 3.3x more images/s in total than one (16 at batch 64: 5.6x). The grids' CSVs
     are then written from the runs' logs, as ``run_grid`` would."""
+    if configs and len(grids) > 1:
+        raise ValueError("configs name the configs of a single grid")
     device = torch.device(device) if device else default_device()
     if workers > 1:
-        pending = {}
-        for grid in grids:
-            budget_name, resolved, names = _resolve(grid, budget, None)
-            done = read_results(grid, results_dir=results_dir or RESULTS_DIR / budget_name)
-            for name in names:
-                for seed in seeds:
-                    if not ((done["config"] == name) & (done["seed"] == seed)).any():
-                        _, cfg, model, out = _run(grid, name, seed, resolved, runs_dir)
-                        pending[out] = (cfg, out, model, str(device), emotion_set)
+        # a run two grids share (the bplf preset) has one directory, so it is trained once
+        pending = {out: (cfg, out, model, str(device), emotion_set) for grid in grids
+                   for _, _, cfg, model, out in _pending(grid, budget, seeds, configs,
+                                                         results_dir, runs_dir)[2]}
         context = multiprocessing.get_context("spawn")  # CUDA cannot be forked
         with ProcessPoolExecutor(workers, mp_context=context) as pool:
             jobs = [pool.submit(_train_one, *args) for args in pending.values()]
             for job in progress(as_completed(jobs), total=len(jobs), desc="runs"):
                 job.result()
-    return {grid: run_grid(grid, budget, seeds, results_dir=results_dir, runs_dir=runs_dir,
-                           device=device, emotion_set=emotion_set, concurrent=workers)
+    return {grid: run_grid(grid, budget, seeds, configs, results_dir, runs_dir, device,
+                           emotion_set, concurrent=workers)
             for grid in grids}
 
 
@@ -283,8 +282,7 @@ def read_fidelity(budget: str = "gpu", results_dir: Path | str | None = None) ->
         row = {"grid": grid, "config": config, "test_bpd": report["overall_marginal_bpd"],
                "round_trip": report["round_trip_max_abs_error"]}
         for r in report["fidelity"]:
-            who = {"real faces (ceiling)": "real", "untrained (floor)": "floor"}.get(
-                r["generator"], "model")
+            who = {CEILING: "real", FLOOR: "floor"}.get(r["generator"], "model")
             t = "" if r["temperature"] is None else f" T={r['temperature']}"
             row[f"{who} accuracy{t}"] = r["accuracy"]
             row[f"{who} FD{t}"] = r["fd"]

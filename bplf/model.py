@@ -159,7 +159,23 @@ class Level(nn.Module):
         return self.squeeze.inverse(h)
 
 
-class BPLF(nn.Module):
+class DensityModel(nn.Module):
+    """What every model a ``ModelConfig`` builds shares: ``BPLF`` and the peers of
+    ``bplf.peers``."""
+
+    config: ModelConfig
+
+    def num_parameters(self, trainable_only: bool = True) -> int:
+        """Number of (trainable) scalar parameters."""
+        return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
+
+    @property
+    def num_dims(self) -> int:
+        """D = C * H * W, the number of dimensions of an image."""
+        return self.config.channels * self.config.image_size**2
+
+
+class BPLF(DensityModel):
     """Multi-scale bi-parallel linear flow with a class-conditional prior.
 
     Latents (``encode``/``decode``): a list with one tensor per split level, the factored-out
@@ -184,10 +200,6 @@ class BPLF(nn.Module):
         self.top_prior = ClassConditionalPrior((channels, size, size), cfg.num_classes)
 
     # -- inspection ---------------------------------------------------------------------------
-    def num_parameters(self, trainable_only: bool = True) -> int:
-        """Number of (trainable) scalar parameters."""
-        return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
-
     def latent_shapes(self) -> list[tuple[int, int, int]]:
         """(C, H, W) of each latent in ``encode``'s list (factored-out halves, then the top)."""
         shapes, size = [], self.config.image_size
@@ -197,11 +209,6 @@ class BPLF(nn.Module):
                 shapes.append((level.split.z_channels, size, size))
         shapes.append(self.top_prior.shape)
         return shapes
-
-    @property
-    def num_dims(self) -> int:
-        """D = C * H * W, the number of dimensions of an image."""
-        return self.config.channels * self.config.image_size**2
 
     # -- the forward direction ----------------------------------------------------------------
     def _encode(self, x: Tensor, fit_pca: bool = False) -> tuple[list[Tensor], Tensor, Tensor]:
@@ -318,7 +325,7 @@ class BPLF(nn.Module):
         return self._decode([*zs, top], temperature, generator)[0]
 
 
-def build_model(preset: str = "bplf", **overrides) -> BPLF:
+def build_model(preset: str = "bplf", **overrides) -> DensityModel:
     """A fresh model from a named preset (``PRESETS``), with any ``ModelConfig`` field overridden.
 
     >>> build_model("glow", image_size=16, levels=2, hidden_channels=8)  # doctest: +SKIP
@@ -329,7 +336,7 @@ def build_model(preset: str = "bplf", **overrides) -> BPLF:
     return make_model(dataclasses.replace(PRESETS[preset], **overrides))
 
 
-def make_model(config: ModelConfig) -> nn.Module:
+def make_model(config: ModelConfig) -> DensityModel:
     """The model a config describes: a ``BPLF``, or the peer it names in ``implementation``."""
     if config.implementation == "normflows":
         from bplf.peers import NormflowsGlow

@@ -8,10 +8,12 @@ Glow is a fair, competitive baseline and not a strawman.
 from __future__ import annotations
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
+
+from bplf.model import DensityModel
 
 
-class NormflowsGlow(nn.Module):
+class NormflowsGlow(DensityModel):
     """normflows' multiscale Glow (its documented recipe: per level K ``GlowBlock``s, then a
     squeeze; class-conditional diagonal Gaussians on the split latents), with bplf's
     ``log_prob`` / ``sample`` / ``initialize`` / ``num_parameters``. Only ``levels``,
@@ -41,13 +43,6 @@ class NormflowsGlow(nn.Module):
                 shape = (c * 2 ** (levels + 1), s // 2 ** levels, s // 2 ** levels)
             q0.append(nf.distributions.ClassCondDiagGaussian(shape, config.num_classes))
         self.flow = nf.MultiscaleFlow(q0, flows, merges)
-
-    @property
-    def num_dims(self) -> int:
-        return self.config.channels * self.config.image_size**2
-
-    def num_parameters(self, trainable_only: bool = True) -> int:
-        return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
 
     def _labels(self, y: Tensor | int, n: int, device: torch.device) -> Tensor:
         return torch.full((n,), y, device=device) if isinstance(y, int) else y.to(device)

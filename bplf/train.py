@@ -21,7 +21,7 @@ from torch import nn
 
 from bplf.data import EMOTIONS, load_emotion_set
 from bplf.likelihood import bits_per_dim, bpd_from_log_prob, to_uint8
-from bplf.model import BPLF, ModelConfig, build_model, make_model
+from bplf.model import BPLF, DensityModel, ModelConfig, build_model, make_model
 from bplf.settings import default_device, set_tf32, setup_cpu
 from bplf.utils import atomic_path, atomic_write, check_fields, progress
 
@@ -128,8 +128,9 @@ WEIGHT_FILES = ("model.pt", "best.pt", CHECKPOINT_FILE)
 
 
 def load_checkpoint(path: Path | str, device: torch.device | str | None = None,
-                    weights: str | None = None) -> BPLF:
-    """Rebuild the exact model of a run directory (``config.json`` + weights), in eval mode.
+                    weights: str | None = None) -> DensityModel:
+    """Rebuild the exact model of a run directory (``config.json`` + weights), in eval mode: a
+    ``BPLF``, or the peer its config names (``model.make_model``).
 
     ``weights``: a file in the directory; by default the first of ``WEIGHT_FILES`` present, so
     a model is selected on val as the trainer does. Loaded with ``weights_only=True``: a
@@ -265,11 +266,11 @@ class Trainer:
     def initialize(self) -> None:
         """Data-dependent initialisation (PCA fit, ActNorm) on a batch identical on every rank."""
         x, y = self._global_batch(self.cfg.init_size, shard=False)
-        # drawn even without a PCA layer, so that every model config of an ablation trains on
-        # the same batches for a given seed
+        # drawn even without a PCA layer (the model then ignores it), so that every model
+        # config of an ablation trains on the same batches for a given seed
         pca_x, _ = self._global_batch(min(self.cfg.pca_fit_size, len(self.train_y)), shard=False)
         with torch.no_grad():
-            self.model.initialize(x, y, pca_x=pca_x if self.model.config.pca != "none" else None)
+            self.model.initialize(x, y, pca_x=pca_x)
 
     def evaluate(self) -> float:
         return bits_per_dim(self.model, self.val_x, self.val_y, seed=self.cfg.seed,

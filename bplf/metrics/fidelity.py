@@ -63,6 +63,11 @@ def _compare(feats: np.ndarray, y: np.ndarray, ref: np.ndarray, ref_y: np.ndarra
     return {"fd": frechet_distance(feats[take], ref), "fd_per_emotion": per}
 
 
+#: the generator names of the reference rows: real test faces, and an untrained model
+CEILING = "real faces (ceiling)"
+FLOOR = "untrained (floor)"
+
+
 def fidelity_table(generators: dict[str, BPLF], classifier: EmotionCNN, es: EmotionSet,
                    temperatures: tuple[float, ...] = (0.5, 0.7, 1.0), n_per_emotion: int = 500,
                    seed: int = 0) -> list[dict]:
@@ -74,7 +79,7 @@ def fidelity_table(generators: dict[str, BPLF], classifier: EmotionCNN, es: Emot
     ref, acc = _scores(classifier, dequantize(test.images, centre=True), test.labels)
     weights = np.bincount(test.labels, minlength=len(EMOTIONS)) / len(test)
     feats, _ = _scores(classifier, dequantize(val.images, centre=True), val.labels)
-    rows = [{"generator": "real faces (ceiling)", "temperature": None, "n": len(test),
+    rows = [{"generator": CEILING, "temperature": None, "n": len(test),
              **_compare(feats, val.labels, ref, test.labels, weights),
              "accuracy": acc["accuracy"], "per_emotion_accuracy": acc["per_emotion"]}]
     jobs = [(name, model, t) for name, model in generators.items() for t in temperatures]
