@@ -10,14 +10,32 @@ WORKERS ?= 2
 .PHONY: env lab test lint notebooks clean
 
 env: $(STAMP)  ## create the virtual environment with the package and its test tools
+	if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then git config core.hooksPath .githooks; fi
+
+# Which torch build `make env` installs into an environment that has none: cpu (from PyTorch's
+# CPU wheel index: no CUDA libraries) or cuda (PyPI's default Linux build, with NVIDIA's CUDA
+# wheels). Default: cuda where `nvidia-smi` is found, else cpu. A torch already installed in
+# $(VENV) is kept, whatever TORCH says (to switch builds: make clean, then make env TORCH=...).
+TORCH ?= $(if $(shell command -v nvidia-smi 2>/dev/null),cuda,cpu)
+TORCH_INDEX_cpu := https://download.pytorch.org/whl/cpu
+TORCH_INDEX_cuda :=
+TORCH_INDEX ?= $(TORCH_INDEX_$(TORCH))
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
+	$(PY) -c "import torch" 2>/dev/null || \
+		$(PY) -m pip install "torch>=2.2" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(PY) -m pip install -e ".[test]"
 	touch $(STAMP)
 
-lab: env  ## open the course in JupyterLab
-	$(PY) -m jupyterlab notebooks/
+# Options for JupyterLab, e.g. make lab LAB_ARGS="--no-browser --ip 0.0.0.0 --port 8888".
+LAB_ARGS ?=
+# JupyterLab refuses to start as root (Docker images, JupyterHub containers, cloud notebooks)
+# unless told --allow-root.
+LAB_UID := $(shell id -u 2>/dev/null)
+
+lab: env  ## open the course in JupyterLab (options: LAB_ARGS="...")
+	$(PY) -m jupyterlab notebooks/ $(if $(filter 0,$(LAB_UID)),--allow-root) $(LAB_ARGS)
 
 lint: env
 	$(PY) -m ruff check bplf tests notebooks
@@ -26,17 +44,23 @@ test: env lint  ## every test: the package's unit tests, then every notebook in 
 	$(TEST_ENV) $(PY) -m pytest -n $(WORKERS) --dist loadfile --nbval-lax --nbval-current-env \
 		tests notebooks
 
-# Cells tagged "dataset-faces" show faces from the licensed datasets: their outputs are
-# stripped before committing (the datasets' terms forbid redistributing their images).
+# Cells tagged "dataset-faces" show faces from the licensed datasets (their terms forbid
+# redistributing the images): strip-notebooks drops their outputs, saved widget state, widget
+# views, attachments and any image in metadata, and fails if an image it cannot remove is left.
 NOTEBOOKS ?= $(wildcard notebooks/0*.ipynb)
 notebooks: export BPLF_PROGRESS = 0
 notebooks: env  ## re-execute notebooks in full mode, keeping outputs (for committing)
 	for nb in $(NOTEBOOKS); do \
 		$(PY) -m jupyter nbconvert --to notebook --execute --inplace \
 			--ExecutePreprocessor.timeout=3600 "$$nb" && \
-		$(PY) -m jupyter nbconvert --to notebook --inplace --TagRemovePreprocessor.enabled=True \
-			--TagRemovePreprocessor.remove_all_outputs_tags='["dataset-faces"]' "$$nb" \
+		$(PY) -m bplf strip-notebooks "$$nb" \
 		|| exit 1; done
+
+# The student release (docs/teaching.md): nbgrader replaces each exercise's solution by a stub
+# and removes hidden tests and outputs; written to release/ (ignored by git).
+.PHONY: student
+student: env  ## write the student notebooks into release/
+	$(PY) -m bplf student --out release
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

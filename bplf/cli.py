@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch
 
+from bplf import notebooks
 from bplf.utils import atomic_write
 
 
@@ -147,6 +148,21 @@ def cmd_build_data(args: argparse.Namespace) -> None:
                       "duplicates_removed": m["duplicates"]["removed"]}, indent=1))
 
 
+def cmd_student(args: argparse.Namespace) -> None:
+    from bplf.release import make_student, summary
+
+    written = make_student(args.out, args.notebooks or None)
+    rows = summary(args.notebooks or None)
+    print(f"wrote {len(written)} student notebooks to {args.out}: {len(rows)} exercises, "
+          f"{sum(r['points'] for r in rows):g} points")
+
+
+def cmd_strip_notebooks(args: argparse.Namespace) -> None:
+    if not args.staged and not args.files:
+        raise SystemExit("strip-notebooks: give notebooks, or --staged")
+    sys.exit(notebooks.run(args))
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bplf", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -225,6 +241,17 @@ def main(argv: list[str] | None = None) -> None:
     p = sub.add_parser("build-data", help="build the emotion set from BPLF_RAW_DIR")
     p.add_argument("--force", action="store_true")
     p.set_defaults(func=cmd_build_data)
+
+    p = sub.add_parser("strip-notebooks",
+                       help="strip dataset-face outputs and widget state from notebooks")
+    notebooks.add_arguments(p)
+    p.set_defaults(func=cmd_strip_notebooks)
+
+    p = sub.add_parser("student", help="write the student release of the notebooks (nbgrader: "
+                       "solutions stubbed, hidden tests and outputs removed)")
+    p.add_argument("notebooks", nargs="*", type=Path, help="instructor notebooks (default: all)")
+    p.add_argument("--out", type=Path, default=Path("release"), help="output folder")
+    p.set_defaults(func=cmd_student)
 
     args = parser.parse_args(argv)
     args.func(args)

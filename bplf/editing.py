@@ -1,8 +1,8 @@
 """Class-conditional sampling, expression editing and interpolation in a flow's latent space.
 
-The flow's map does not depend on the emotion: only the top prior does. So a face can be
-encoded once and its latents moved from the source emotion's statistics toward the target's,
-then decoded exactly. Two ways to define "toward":
+In a model whose couplings are not label-conditioned the map does not depend on the emotion:
+only the priors do. So a face can be encoded once and its latents moved from the source
+emotion's statistics toward the target's, then decoded exactly. Two ways to define "toward":
 
 * ``"mean"`` (default): add ``intensity * (m_target - m_source)`` to every latent, where ``m_k``
   is the mean latent of emotion k's training faces (all scales, so fine detail moves too);
@@ -10,8 +10,16 @@ then decoded exactly. Two ways to define "toward":
   ``mu_target + sigma_target / sigma_source * (z - mu_source)`` using the learned
   class-conditional prior (the other latents stay).
 
-At intensity 0 both return the input latents, so the decoded face is the input face up to float
-rounding (asserted in the tests and in notebook 05).
+A model with label-conditioned couplings (``ModelConfig.coupling_conditioning``) adds a third:
+
+* ``"swap"``: encode the face with the source emotion, decode the same latents with the label
+  embedding moved from source to target, ``e = e_source + intensity * (e_target - e_source)``;
+  ``guidance`` (> 1: a stronger expression) is used for both the encode and the decode, so
+  intensity 0 is exactly the identity at every guidance scale.
+
+(``mean`` and ``prior`` still work there: the face is encoded and decoded with the source label.)
+At intensity 0 every method returns the input latents, so the decoded face is the input face up
+to float rounding (asserted in the tests and in notebook 05).
 """
 
 from __future__ import annotations
@@ -24,7 +32,20 @@ from bplf.data import EMOTIONS, EmotionSet
 from bplf.likelihood import dequantize, to_uint8
 from bplf.model import BPLF
 
-METHODS = ("mean", "prior")
+METHODS = ("mean", "prior", "swap")
+
+
+def methods_for(model) -> tuple[str, ...]:
+    """The editing methods ``model`` supports (``swap`` needs label-conditioned couplings)."""
+    conditioned = getattr(model.config, "coupling_conditioning", False)
+    return METHODS if conditioned else tuple(m for m in METHODS if m != "swap")
+
+
+def _source_labels(model, source, n: int, device) -> Tensor | None:
+    """The labels a face is encoded with: the source emotion where the map depends on it."""
+    if not getattr(model, "map_depends_on_label", False):
+        return None
+    return torch.as_tensor(source, dtype=torch.long, device=device).expand(n)
 
 
 @torch.no_grad()
@@ -39,7 +60,8 @@ def latent_means(model: BPLF, es: EmotionSet, split: str = "train", per_emotion:
         if len(sub) == 0:
             raise ValueError(f"no {split} faces of emotion {EMOTIONS[e]!r} to average")
         x = dequantize(sub.images, generator=torch.Generator().manual_seed(seed))
-        batches = [model.encode(x[i : i + batch_size].to(device))
+        batches = [model.encode(x[i : i + batch_size].to(device),
+                                _source_labels(model, e, len(x[i : i + batch_size]), device))
                    for i in range(0, len(x), batch_size)]
         per_class.append([torch.cat(level).mean(0) for level in zip(*batches, strict=True)])
     return [torch.stack(level) for level in zip(*per_class, strict=True)]
@@ -48,9 +70,11 @@ def latent_means(model: BPLF, es: EmotionSet, split: str = "train", per_emotion:
 @torch.no_grad()
 def edit_latents(model: BPLF, zs: list[Tensor], source, target, intensity: float,
                  method: str = "mean", means: list[Tensor] | None = None) -> list[Tensor]:
-    """Latents moved from emotion ``source`` toward ``target`` (ints or (N,) labels)."""
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, not {method!r}")
+    """Latents moved from emotion ``source`` toward ``target`` (ints or (N,) labels); the
+    ``mean`` and ``prior`` methods (``swap`` moves the label, not the latents)."""
+    if method not in ("mean", "prior"):
+        raise ValueError(f"edit_latents moves latents by 'mean' or 'prior', not {method!r} "
+                         "(swap edits in edit_expression)")
     # an int label indexes (C, H, W) statistics that broadcast over the batch, (N,) labels
     # index one row per face
     src = torch.as_tensor(source, dtype=torch.long, device=zs[-1].device)
@@ -68,25 +92,42 @@ def edit_latents(model: BPLF, zs: list[Tensor], source, target, intensity: float
 
 @torch.no_grad()
 def edit_expression(model: BPLF, x: Tensor, source, target, intensity: float = 1.0,
-                    method: str = "mean", means: list[Tensor] | None = None) -> Tensor:
+                    method: str = "mean", means: list[Tensor] | None = None,
+                    guidance: float = 1.0) -> Tensor:
     """Faces ``x`` (model space) of emotion ``source`` re-expressed as ``target``;
-    ``intensity`` in [0, 1.5]: 0 returns ``x``, 1 a full move, above 1 exaggerates."""
+    ``intensity`` in [0, 1.5]: 0 returns ``x``, 1 a full move, above 1 exaggerates.
+    ``method``: one of ``methods_for(model)``; ``guidance`` applies to ``swap`` only."""
     if not 0 <= intensity <= 1.5:
         raise ValueError(f"intensity must lie in [0, 1.5], got {intensity}")
+    if method not in methods_for(model):
+        raise ValueError(f"method must be one of {methods_for(model)} for this model, "
+                         f"not {method!r}")
+    if guidance != 1.0 and method != "swap":
+        raise ValueError("guidance applies to method='swap' only")
     device = next(model.parameters()).device
-    zs = model.encode(x.to(device))
-    return model.decode(edit_latents(model, zs, source, target, intensity, method, means))
+    x = x.to(device)
+    if method == "swap":
+        src = torch.as_tensor(source, dtype=torch.long, device=device)
+        tgt = torch.as_tensor(target, dtype=torch.long, device=device)
+        zs = model.encode(x, src.expand(len(x)), guidance=guidance)
+        e_src, e_tgt = model.embed(src), model.embed(tgt)
+        return model.decode(zs, tgt.expand(len(x)), guidance=guidance,
+                            embedding=e_src + intensity * (e_tgt - e_src))
+    labels = _source_labels(model, source, len(x), device)
+    zs = model.encode(x, labels)
+    return model.decode(edit_latents(model, zs, source, target, intensity, method, means), labels)
 
 
 @torch.no_grad()
-def interpolate(model: BPLF, x_a: Tensor, x_b: Tensor, steps: int = 8) -> Tensor:
+def interpolate(model: BPLF, x_a: Tensor, x_b: Tensor, steps: int = 8, y=None) -> Tensor:
     """``steps`` faces on the straight line between the latents of faces ``x_a`` and ``x_b``
-    (each (1, C, H, W) or (C, H, W)), endpoints included -> (steps, C, H, W)."""
+    (each (1, C, H, W) or (C, H, W)), endpoints included -> (steps, C, H, W). ``y``: the
+    emotion both are encoded and decoded with (models with label-conditioned couplings)."""
     device = next(model.parameters()).device
-    za = model.encode(x_a.reshape(1, *x_a.shape[-3:]).to(device))
-    zb = model.encode(x_b.reshape(1, *x_b.shape[-3:]).to(device))
+    za = model.encode(x_a.reshape(1, *x_a.shape[-3:]).to(device), y)
+    zb = model.encode(x_b.reshape(1, *x_b.shape[-3:]).to(device), y)
     t = torch.linspace(0, 1, steps, device=device).view(-1, 1, 1, 1)
-    return model.decode([a + t * (b - a) for a, b in zip(za, zb, strict=True)])
+    return model.decode([a + t * (b - a) for a, b in zip(za, zb, strict=True)], y)
 
 
 @torch.no_grad()

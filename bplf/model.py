@@ -10,15 +10,19 @@ Our reading of the architecture (the paper's text beyond its abstract is not pub
 from __future__ import annotations
 
 import dataclasses
+import importlib
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import torch
 from torch import Tensor, nn
 
 from bplf.flows import (
+    MIN_SCALE,
     ActNorm,
     BiParallelAffineCoupling,
     ClassConditionalPrior,
+    CouplingCondition,
     FlowModule,
     FlowSequence,
     InvConv1x1,
@@ -32,7 +36,25 @@ from bplf.utils import check_fields
 CONDITIONERS = ("both", "conv", "linear")
 PCA_SCOPES = ("none", "patch", "zca", "global")
 PERMUTATIONS = ("invconv", "reverse")
-IMPLEMENTATIONS = ("bplf", "normflows")
+#: implementation name -> the module that registers it (``register_implementation``) when
+#: imported; the core imports none of them, so an optional peer can import the core
+IMPLEMENTATION_PROVIDERS = {"bplf": "bplf.model", "normflows": "bplf.peers"}
+IMPLEMENTATIONS = tuple(IMPLEMENTATION_PROVIDERS)
+_REGISTRY: dict[str, Callable[..., nn.Module]] = {}
+
+
+def register_implementation(name: str, factory: Callable[..., nn.Module],
+                            provider: str | None = None) -> None:
+    """Make ``ModelConfig(implementation=name)`` build ``factory(config)`` (a peer module calls
+    this when imported; ``provider``: the module to import for it, for configs loaded later)."""
+    _REGISTRY[name] = factory
+    if provider is not None or name not in IMPLEMENTATION_PROVIDERS:
+        IMPLEMENTATION_PROVIDERS[name] = provider or factory.__module__
+
+
+#: what a saved config that lacks a field meant when it was written, where that differs from
+#: today's default (models trained before the coupling scale floor had none)
+LEGACY_DEFAULTS = {"coupling_min_scale": 0.0}
 
 
 @dataclass
@@ -60,6 +82,19 @@ class ModelConfig:
     permutation: str = "invconv"
     #: "bplf" (this package's flow) or "normflows" (the peer Glow of bplf.peers)
     implementation: str = "bplf"
+    #: floor of every coupling's scale, so each step stays invertible in float32 (notebook 03);
+    #: a config saved before the floor existed means 0 (see ``LEGACY_DEFAULTS``)
+    coupling_min_scale: float = MIN_SCALE
+    # -- where the label enters (the top prior always; these add to it, all off by default) ---
+    #: every split prior: a learned class offset of its mean and log-std per latent entry
+    split_conditioning: bool = False
+    #: every coupling's conditioner: a learned label embedding (``label_embedding_dim``, with a
+    #: null row for label dropout and guidance) tiled to H x W and concatenated to its input
+    coupling_conditioning: bool = False
+    label_embedding_dim: int = 8
+    #: a linear head predicting the emotion from the mean-pooled top latent (Glow's hybrid
+    #: objective, weighted by ``TrainConfig.class_loss_weight``)
+    class_head: bool = False
 
     def __post_init__(self) -> None:
         def choice(name: str, options: tuple[str, ...]) -> None:
@@ -70,16 +105,22 @@ class ModelConfig:
         choice("conditioner", CONDITIONERS)
         choice("pca", PCA_SCOPES)
         choice("permutation", PERMUTATIONS)
-        choice("implementation", IMPLEMENTATIONS)
+        choice("implementation", tuple(IMPLEMENTATION_PROVIDERS))
         for name in ("image_size", "channels", "levels", "steps_per_level", "hidden_channels",
-                     "coupling_depth", "kernel_size"):
+                     "coupling_depth", "kernel_size", "label_embedding_dim"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ValueError(f"ModelConfig.{name} must be a positive int, "
                                  f"not {getattr(self, name)!r}")
         if self.hidden_kernel_size is not None and self.hidden_kernel_size < 1:
             raise ValueError("ModelConfig.hidden_kernel_size must be None or a positive int")
+        if not 0 <= self.coupling_min_scale < 1:
+            raise ValueError("ModelConfig.coupling_min_scale must lie in [0, 1), not "
+                             f"{self.coupling_min_scale!r}")
         if self.num_classes < 0:
             raise ValueError(f"ModelConfig.num_classes must be >= 0, not {self.num_classes}")
+        for name in ("split_conditioning", "coupling_conditioning", "class_head"):
+            if getattr(self, name) and self.num_classes < 1:
+                raise ValueError(f"ModelConfig.{name} needs labels: num_classes must be >= 1")
         if self.image_size % 2**self.levels:
             raise ValueError(f"image_size {self.image_size} must be divisible by 2**levels = "
                              f"{2**self.levels} (each level squeezes by 2)")
@@ -89,8 +130,9 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> ModelConfig:
+        """The config a saved dict describes; fields it lacks take ``LEGACY_DEFAULTS`` first."""
         check_fields(cls, d)
-        return cls(**d)
+        return cls(**{**LEGACY_DEFAULTS, **d})
 
 
 #: Named configurations of the same code, for the ablations and baselines.
@@ -115,16 +157,18 @@ class FlowStep(FlowModule):
                         else Permutation(channels, "reverse"))
         self.coupling = BiParallelAffineCoupling(
             channels, cfg.hidden_channels, depth=cfg.coupling_depth, kernel_size=cfg.kernel_size,
-            hidden_kernel_size=cfg.hidden_kernel_size, branches=cfg.conditioner)
+            hidden_kernel_size=cfg.hidden_kernel_size, branches=cfg.conditioner,
+            min_scale=cfg.coupling_min_scale,
+            cond_channels=cfg.label_embedding_dim if cfg.coupling_conditioning else 0)
 
     def forward(self, x: Tensor, cond: Tensor | None = None) -> tuple[Tensor, Tensor]:
         x, ld1 = self.actnorm(x)
         x, ld2 = self.permute(x)
-        x, ld3 = self.coupling(x)
+        x, ld3 = self.coupling(x, cond)
         return x, ld1 + ld2 + ld3
 
     def inverse(self, y: Tensor, cond: Tensor | None = None) -> Tensor:
-        return self.actnorm.inverse(self.permute.inverse(self.coupling.inverse(y)))
+        return self.actnorm.inverse(self.permute.inverse(self.coupling.inverse(y, cond)))
 
 
 class Level(nn.Module):
@@ -138,10 +182,12 @@ class Level(nn.Module):
         self.pca = (PCALayer(channels, size // 2, "patch", trainable=cfg.pca_trainable)
                     if patch_pca else None)
         self.steps = FlowSequence(*[FlowStep(channels, cfg) for _ in range(cfg.steps_per_level)])
-        self.split = Split(channels) if split else None
+        self.split = (Split(channels, cfg.num_classes if cfg.split_conditioning else 0,
+                            size // 2) if split else None)
         self.out_channels = self.split.kept_channels if split else channels
 
-    def flow(self, x: Tensor, fit_pca: bool = False) -> tuple[Tensor, Tensor]:
+    def flow(self, x: Tensor, fit_pca: bool = False,
+             cond: CouplingCondition | None = None) -> tuple[Tensor, Tensor]:
         """Squeeze, PCA and steps (everything but the split): ``(h, logdet)``."""
         h, logdet = self.squeeze(x)
         if self.pca is not None:
@@ -149,11 +195,11 @@ class Level(nn.Module):
                 self.pca.fit(h)
             h, ld = self.pca(h)
             logdet = logdet + ld
-        h, ld = self.steps(h)
+        h, ld = self.steps(h, cond)
         return h, logdet + ld
 
-    def flow_inverse(self, h: Tensor) -> Tensor:
-        h = self.steps.inverse(h)
+    def flow_inverse(self, h: Tensor, cond: CouplingCondition | None = None) -> Tensor:
+        h = self.steps.inverse(h, cond)
         if self.pca is not None:
             h = self.pca.inverse(h)
         return self.squeeze.inverse(h)
@@ -180,7 +226,15 @@ class BPLF(DensityModel):
 
     Latents (``encode``/``decode``): a list with one tensor per split level, the factored-out
     half of that level, shape (N, C_l, H/2^(l+1), W/2^(l+1)), then the top latent last. Every
-    factored-out half is kept, so ``decode(encode(x)) == x`` up to float rounding.
+    factored-out half is kept, so ``decode(encode(x, y), y) == x`` up to float rounding.
+
+    Where the label ``y`` enters (``ModelConfig``): the top prior always; every split prior with
+    ``split_conditioning``; every coupling with ``coupling_conditioning``, and then the map
+    itself depends on ``y``: ``encode``, ``decode`` and ``log_prob`` need it (``y=None`` is
+    refused; ``null_label`` is the learned "no emotion" label of label dropout). ``guidance``
+    (``encode``/``decode``/``sample``, label-conditioned couplings only) extrapolates every
+    coupling from the null label toward ``y`` (see ``flows.CouplingCondition``): a guided sample
+    is no longer a draw from the model's density, so likelihoods always use guidance 1.
     """
 
     def __init__(self, config: ModelConfig | None = None):
@@ -197,7 +251,13 @@ class BPLF(DensityModel):
             levels.append(level)
             channels, size = level.out_channels, size // 2
         self.levels = nn.ModuleList(levels)
-        self.top_prior = ClassConditionalPrior((channels, size, size), cfg.num_classes)
+        self.top_prior = ClassConditionalPrior((channels, size, size), cfg.num_classes,
+                                               null_label=cfg.coupling_conditioning)
+        # the optional modules exist only when asked for, so older state dicts load unchanged
+        if cfg.coupling_conditioning:
+            self.label_embedding = nn.Embedding(cfg.num_classes + 1, cfg.label_embedding_dim)
+        if cfg.class_head:
+            self.class_head = nn.Linear(channels, cfg.num_classes)
 
     # -- inspection ---------------------------------------------------------------------------
     def latent_shapes(self) -> list[tuple[int, int, int]]:
@@ -210,9 +270,72 @@ class BPLF(DensityModel):
         shapes.append(self.top_prior.shape)
         return shapes
 
+    @property
+    def map_depends_on_label(self) -> bool:
+        """Whether the invertible map itself depends on ``y`` (label-conditioned couplings)."""
+        return self.config.coupling_conditioning
+
+    @property
+    def null_label(self) -> int | None:
+        """The learned "no emotion" label (``num_classes``) of label-conditioned couplings,
+        used by label dropout and guidance; None for models without one."""
+        return self.config.num_classes if self.config.coupling_conditioning else None
+
+    def _labels(self, y: Tensor | int | None, n: int, device: torch.device) -> Tensor | None:
+        """``y`` as (n,) long labels (None stays None where the model allows it)."""
+        if y is None:
+            if self.map_depends_on_label:
+                raise ValueError(
+                    "this model's couplings are label-conditioned (ModelConfig."
+                    "coupling_conditioning), so its map depends on the emotion: pass y (an int or "
+                    f"(N,) labels; model.null_label = {self.null_label} for no emotion)")
+            return None
+        if self.config.num_classes == 0:
+            raise ValueError("this model is unconditional (num_classes=0): pass y=None")
+        y = torch.as_tensor(y, dtype=torch.long, device=device)
+        if y.ndim == 0:
+            y = y.expand(n)
+        if y.shape != (n,):
+            raise ValueError(f"expected {n} labels, got shape {tuple(y.shape)}")
+        top = self.config.num_classes + (self.null_label is not None)
+        if not y.is_cuda and n and (int(y.min()) < 0 or int(y.max()) >= top):
+            raise ValueError(f"labels must lie in [0, {top}), got {y.tolist()}")
+        return y
+
+    def _condition(self, y: Tensor | None, guidance: float = 1.0,
+                   embedding: Tensor | None = None) -> CouplingCondition | None:
+        """What the couplings see: the labels' embedding (or ``embedding`` itself) and, when
+        guided, the null label's."""
+        if not self.map_depends_on_label:
+            if guidance != 1.0 or embedding is not None:
+                raise ValueError("guidance and label embeddings need label-conditioned couplings "
+                                 "(ModelConfig.coupling_conditioning=True)")
+            return None
+        e = self.label_embedding(y) if embedding is None else embedding
+        null = None
+        if guidance != 1.0:
+            null = self.label_embedding.weight[self.null_label][None]
+        return CouplingCondition(e, null, float(guidance))
+
+    def embed(self, y: Tensor | int) -> Tensor:
+        """The couplings' label embedding of ``y`` -> (N, E) (label-conditioned couplings)."""
+        if not self.map_depends_on_label:
+            raise ValueError("this model has no label embedding (coupling_conditioning=False)")
+        y = torch.as_tensor(y, dtype=torch.long, device=self.label_embedding.weight.device)
+        return self.label_embedding(y.reshape(-1))
+
+    def class_logits(self, top: Tensor) -> Tensor:
+        """The class head's logits (N, K) from the top latent (mean-pooled over H x W)."""
+        if not self.config.class_head:
+            raise ValueError("this model has no class head (ModelConfig.class_head=False)")
+        return self.class_head(top.flatten(2).mean(2))
+
     # -- the forward direction ----------------------------------------------------------------
-    def _encode(self, x: Tensor, fit_pca: bool = False) -> tuple[list[Tensor], Tensor, Tensor]:
-        """``(latents, sum of log-determinants, sum of split log-priors)``."""
+    def _encode(self, x: Tensor, fit_pca: bool = False, y: Tensor | None = None,
+                cond: CouplingCondition | None = None
+                ) -> tuple[list[Tensor], Tensor, Tensor, list[Tensor]]:
+        """``(latents, sum of log-determinants, sum of split log-priors given y, kept halves)``;
+        ``y``: checked labels (or None), ``cond``: what the couplings see."""
         logdet = x.new_zeros(x.shape[0])
         split_logp = x.new_zeros(x.shape[0])
         h = x
@@ -221,68 +344,99 @@ class BPLF(DensityModel):
                 self.pca.fit(h)
             h, ld = self.pca(h)
             logdet = logdet + ld
-        zs = []
+        zs, kept = [], []
         for level in self.levels:
-            h, ld = level.flow(h, fit_pca)
+            h, ld = level.flow(h, fit_pca, cond)
             logdet = logdet + ld
             if level.split is not None:
-                h, z, lp = level.split.split(h)
+                h, z, lp = level.split.split(h, y)
                 zs.append(z)
+                kept.append(h)
                 split_logp = split_logp + lp
         zs.append(h)
-        return zs, logdet, split_logp
+        return zs, logdet, split_logp, kept
+
+    def _log_prob(self, x: Tensor, y: Tensor | int | None) -> tuple[Tensor, Tensor]:
+        labels = self._labels(y, len(x), x.device)
+        zs, logdet, split_logp, _ = self._encode(x, y=labels, cond=self._condition(labels))
+        return logdet + split_logp + self.top_prior.log_prob(zs[-1], labels), zs[-1]
 
     def log_prob(self, x: Tensor, y: Tensor | int | None = None) -> Tensor:
         """log p(x | y) in nats per image -> (N,); ``x`` float (N, C, H, W) in [-0.5, 0.5).
 
-        ``y=None`` uses the top prior's shared base Gaussian (see ``ClassConditionalPrior``).
+        ``y=None`` uses the top prior's shared base Gaussian (see ``ClassConditionalPrior``) and
+        the split priors without their class offsets; refused when the couplings need a label.
         """
-        zs, logdet, split_logp = self._encode(x)
-        return logdet + split_logp + self.top_prior.log_prob(zs[-1], y)
+        return self._log_prob(x, y)[0]
+
+    def log_prob_and_logits(self, x: Tensor, y: Tensor | int | None = None
+                            ) -> tuple[Tensor, Tensor | None]:
+        """``(log p(x | y), class-head logits or None)`` from one pass (the hybrid objective)."""
+        lp, top = self._log_prob(x, y)
+        return lp, self.class_logits(top) if self.config.class_head else None
 
     def log_prob_classes(self, x: Tensor) -> Tensor:
         """log p(x | y=k) for every class k -> (N, K) nats (N x 1 for an unconditional model).
-        The map does not depend on y: ``x`` is encoded once, the top prior evaluated K times."""
-        zs, logdet, split_logp = self._encode(x)
+        When the map does not depend on y, ``x`` is encoded once and only the priors are
+        evaluated K times; with label-conditioned couplings it is encoded once per class."""
+        k_classes = self.config.num_classes
+        if self.map_depends_on_label:
+            return torch.stack([self.log_prob(x, k) for k in range(k_classes)], dim=1)
+        zs, logdet, split_logp, kept = self._encode(x)
         top = zs[-1]
         labels = [torch.full((len(x),), k, dtype=torch.long, device=x.device)
-                  for k in range(self.config.num_classes)] or [None]  # unconditional: one column
-        per_class = [self.top_prior.log_prob(top, y) for y in labels]
-        return (logdet + split_logp)[:, None] + torch.stack(per_class, dim=1)
+                  for k in range(k_classes)] or [None]  # unconditional: one column
+        splits = [level.split for level in self.levels if level.split is not None]
+        if not self.config.split_conditioning:
+            per_class = [self.top_prior.log_prob(top, y) for y in labels]
+            return (logdet + split_logp)[:, None] + torch.stack(per_class, dim=1)
+        per_class = [self.top_prior.log_prob(top, y)
+                     + sum(s.log_prob(z, h, y) for s, z, h in zip(splits, zs, kept, strict=False))
+                     for y in labels]
+        return logdet[:, None] + torch.stack(per_class, dim=1)
 
-    def encode(self, x: Tensor, y: Tensor | int | None = None) -> list[Tensor]:
+    def encode(self, x: Tensor, y: Tensor | int | None = None,
+               guidance: float = 1.0) -> list[Tensor]:
         """Every latent of ``x``: the factored-out halves, then the top latent.
 
-        ``y`` is accepted for symmetry: the map does not depend on it, only the top prior does.
+        ``y`` matters only with label-conditioned couplings (then it is required); otherwise
+        it is accepted for symmetry, since only the priors depend on it.
         """
-        return self._encode(x)[0]
+        labels = self._labels(y, len(x), x.device) if self.map_depends_on_label else None
+        return self._encode(x, cond=self._condition(labels, guidance))[0]
 
     @torch.no_grad()
     def initialize(self, x: Tensor, y: Tensor | None = None, pca_x: Tensor | None = None) -> BPLF:
         """All data-dependent initialisation on a batch: PCA fits, then ActNorm statistics.
 
         ``pca_x``: fit the PCA layer on these images instead of ``x`` (a global or zca PCA needs
-        at least D = C*H*W of them to be full rank). ``y`` is accepted for symmetry (nothing
-        label-dependent is initialised from data). Returns the model.
+        at least D = C*H*W of them to be full rank). ``y``: the batch's labels (needed by
+        label-conditioned couplings; nothing label-dependent is initialised from data; without
+        it they see the null label). Returns the model.
         """
         for m in self.modules():
             if isinstance(m, ActNorm):
                 m.reset()
+        cond = None
+        if self.map_depends_on_label:
+            cond = self._condition(self._labels(self.null_label if y is None else y, len(x),
+                                                x.device))
         if pca_x is None:
-            self._encode(x, fit_pca=True)
+            self._encode(x, fit_pca=True, cond=cond)
             return self
         pca_x = pca_x.to(x)
         if self.pca is not None:
             self.pca.fit(pca_x)
         elif self.levels[0].pca is not None:
             self.levels[0].pca.fit(self.levels[0].squeeze(pca_x)[0])
-        self._encode(x)
+        self._encode(x, cond=cond)
         return self
 
     # -- the inverse direction ----------------------------------------------------------------
     def _decode(self, zs: list[Tensor | None], temperature: float = 1.0,
-                generator: torch.Generator | None = None,
-                with_log_prob: bool = False) -> tuple[Tensor, Tensor | None]:
+                generator: torch.Generator | None = None, with_log_prob: bool = False,
+                y: Tensor | None = None, cond: CouplingCondition | None = None
+                ) -> tuple[Tensor, Tensor | None]:
         n_split = sum(level.split is not None for level in self.levels)
         if len(zs) != n_split + 1:
             raise ValueError(f"expected {n_split + 1} latents (see latent_shapes()), got {len(zs)}")
@@ -294,35 +448,54 @@ class BPLF(DensityModel):
                 z = zs[k]
                 k -= 1
                 if z is None:
-                    z = level.split.sample(h, temperature, generator)
+                    z = level.split.sample(h, temperature, generator, y)
                 if with_log_prob:
-                    logp = logp + level.split.log_prob(z, h)
+                    logp = logp + level.split.log_prob(z, h, y)
                 h = level.split.merge(h, z)
-            h = level.flow_inverse(h)
+            h = level.flow_inverse(h, cond)
         if self.pca is not None:
             h = self.pca.inverse(h)
         return h, logp
 
     def decode(self, z: list[Tensor | None], y: Tensor | int | None = None,
-               temperature: float = 1.0) -> Tensor:
-        """Exact inverse of :meth:`encode`. A ``None`` factored-out latent is drawn from its
-        conditional prior at ``temperature`` (the top latent must be given)."""
-        return self._decode(list(z), temperature)[0]
+               temperature: float = 1.0, guidance: float = 1.0,
+               embedding: Tensor | None = None) -> Tensor:
+        """Exact inverse of :meth:`encode` (with the same ``y`` and ``guidance``). A ``None``
+        factored-out latent is drawn from its prior given ``y`` at ``temperature`` (the top
+        latent must be given). ``embedding`` (N or 1, E): decode with this label embedding in
+        the couplings instead of ``y``'s (label-conditioned couplings; ``swap`` editing)."""
+        zs = list(z)
+        n = len(zs[-1])
+        labels = (None if y is None and embedding is not None
+                  else self._labels(y, n, zs[-1].device))
+        return self._decode(zs, temperature, y=labels,
+                            cond=self._condition(labels, guidance, embedding))[0]
 
     def prior_log_prob(self, z: list[Tensor], y: Tensor | int | None = None) -> Tensor:
         """log density of a latent list under the priors (top prior given ``y``, and each
-        split's prior given its kept half, recomputed in the inverse direction) -> (N,)."""
-        _, split_logp = self._decode(list(z), with_log_prob=True)
-        return split_logp + self.top_prior.log_prob(z[-1], y)
+        split's prior given its kept half and ``y``, recomputed in the inverse direction)
+        -> (N,)."""
+        labels = self._labels(y, len(z[-1]), z[-1].device)
+        _, split_logp = self._decode(list(z), with_log_prob=True, y=labels,
+                                     cond=self._condition(labels))
+        return split_logp + self.top_prior.log_prob(z[-1], labels)
 
     @torch.no_grad()
     def sample(self, n: int, y: Tensor | int | None = None, temperature: float = 1.0,
-               generator: torch.Generator | None = None) -> Tensor:
+               generator: torch.Generator | None = None, guidance: float = 1.0) -> Tensor:
         """``n`` images (N, C, H, W) in about [-0.5, 0.5), of emotion ``y`` (None, int, (n,)),
-        every latent drawn at ``temperature`` (0.6-0.8 gives cleaner faces than 1.0)."""
-        top = self.top_prior.sample(n, y, temperature, generator)
+        every latent drawn at ``temperature`` (0.6-0.8 gives cleaner faces than 1.0).
+        ``guidance`` > 1 strengthens the expression (label-conditioned couplings only; the
+        result is then no longer a draw from the model's density)."""
+        device = self.top_prior.base_mean.device
+        labels = self._labels(y, n, device)
+        top = self.top_prior.sample(n, labels, temperature, generator)
         zs: list[Tensor | None] = [None] * (len(self.latent_shapes()) - 1)
-        return self._decode([*zs, top], temperature, generator)[0]
+        return self._decode([*zs, top], temperature, generator, y=labels,
+                            cond=self._condition(labels, guidance))[0]
+
+
+register_implementation("bplf", BPLF)
 
 
 def build_model(preset: str = "bplf", **overrides) -> DensityModel:
@@ -337,9 +510,12 @@ def build_model(preset: str = "bplf", **overrides) -> DensityModel:
 
 
 def make_model(config: ModelConfig) -> DensityModel:
-    """The model a config describes: a ``BPLF``, or the peer it names in ``implementation``."""
-    if config.implementation == "normflows":
-        from bplf.peers import NormflowsGlow
-
-        return NormflowsGlow(config)
-    return BPLF(config)
+    """The model a config describes: the implementation it names in ``implementation``, looked
+    up in the registry (its provider module, e.g. the optional peers, imported on first use)."""
+    name = config.implementation
+    if name not in _REGISTRY:
+        importlib.import_module(IMPLEMENTATION_PROVIDERS[name])
+    if name not in _REGISTRY:
+        raise ValueError(f"module {IMPLEMENTATION_PROVIDERS[name]} did not register the "
+                         f"implementation {name!r}")
+    return _REGISTRY[name](config)

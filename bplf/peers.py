@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from bplf.model import DensityModel
+from bplf.model import DensityModel, register_implementation
 
 
 class NormflowsGlow(DensityModel):
@@ -83,3 +83,6 @@ class NormflowsGlow(DensityModel):
                 torch.manual_seed(int(torch.randint(2**62, (1,), generator=generator)))
             x, _ = self.flow.sample(n, y, temperature=temperature)
         return x
+
+
+register_implementation("normflows", NormflowsGlow)

@@ -15,7 +15,7 @@ import torch
 from bplf.model import BPLF
 from bplf.settings import REPO_ROOT
 from bplf.train import CHECKPOINT_FILE, load_checkpoint, read_checkpoint
-from bplf.utils import atomic_path
+from bplf.utils import atomic_save
 
 #: the checkpoint trained and committed by the repo (see its README.md for the command)
 PRETRAINED_DIR = REPO_ROOT / "checkpoints" / "bplf-emotion48"
@@ -32,15 +32,18 @@ def export_model(run: Path | str, weights: str = "best.pt") -> Path:
     # rebuilt from the run's config.json, so weights that do not fit it are refused here
     model = load_checkpoint(run, weights=source.name)
     dest = run / EXPORT_FILE
-    with atomic_path(dest) as tmp:
-        torch.save({"model": model.state_dict(), "state": read_checkpoint(source).get("state", {}),
-                    "source": source.name}, tmp)
+    # atomic: a failed write (a full disk) keeps the previous model.pt loadable
+    atomic_save({"model": model.state_dict(), "state": read_checkpoint(source).get("state", {}),
+                 "source": source.name}, dest)
     return dest
 
 
 def load_pretrained(path: Path | str | None = None,
                     device: torch.device | str | None = None) -> BPLF:
-    """The shipped pretrained BPLF (or the run directory ``path``), in eval mode on ``device``."""
+    """The shipped pretrained BPLF (or the run directory ``path``), in eval mode on ``device``.
+
+    A damaged or mismatched ``model.pt`` or ``config.json`` raises ``bplf.utils.CheckpointError``
+    naming the file, the problem and what to do (see ``bplf.train.load_checkpoint``)."""
     path = Path(path) if path is not None else PRETRAINED_DIR
     if not (path / "config.json").exists():
         raise FileNotFoundError(

@@ -23,11 +23,26 @@ from bplf.data import EMOTIONS, load_emotion_set
 from bplf.likelihood import bits_per_dim, bpd_from_log_prob, to_uint8
 from bplf.model import BPLF, DensityModel, ModelConfig, build_model, make_model
 from bplf.settings import default_device, set_tf32, setup_cpu
-from bplf.utils import atomic_path, atomic_write, check_fields, progress
+from bplf.utils import (
+    CheckpointError,
+    append_line,
+    atomic_path,
+    atomic_save,
+    atomic_write,
+    check_fields,
+    config_from_dict,
+    load_state,
+    load_torch,
+    progress,
+    read_json_object,
+    read_jsonl,
+    remove_stale_temps,
+)
 
 CONFIG_FILE = "config.json"
 CHECKPOINT_FILE = "checkpoint.pt"
 METRICS_FILE = "metrics.jsonl"
+BEST_FILE = "best.pt"
 
 
 @dataclass
@@ -63,6 +78,20 @@ class TrainConfig:
     compile: bool = False
     #: stop with an error after this many consecutive non-finite losses
     max_nonfinite: int = 20
+    #: Glow's hybrid objective: loss = bpd + class_loss_weight * cross-entropy of the model's
+    #: class head in bits per image (Glow's scale: 0.01 there; needs ModelConfig.class_head)
+    class_loss_weight: float = 0.0
+    #: share of each batch whose label is replaced by the null label (label-conditioned
+    #: couplings: trains the unconditional model guidance extrapolates from)
+    label_dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not self.class_loss_weight >= 0:
+            raise ValueError(f"TrainConfig.class_loss_weight must be >= 0, "
+                             f"not {self.class_loss_weight!r}")
+        if not 0 <= self.label_dropout < 1:
+            raise ValueError(f"TrainConfig.label_dropout must lie in [0, 1), "
+                             f"not {self.label_dropout!r}")
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
@@ -100,31 +129,61 @@ def save_run_config(out: Path, model_cfg: ModelConfig, train_cfg: TrainConfig) -
     atomic_write(out / CONFIG_FILE, lambda tmp: tmp.write_text(json.dumps(payload, indent=1)))
 
 
-def load_run_config(out: Path) -> tuple[ModelConfig, TrainConfig]:
+#: the fields every run ``config.json`` has held since the first version, so a saved config
+#: must state them; fields added later (``implementation``, ``cooldown_steps``, ``tf32``) may be
+#: missing, and their defaults are what configs written before them meant
+MODEL_FIELDS_REQUIRED = ("image_size", "channels", "num_classes", "levels", "steps_per_level",
+                         "hidden_channels", "coupling_depth", "kernel_size",
+                         "hidden_kernel_size", "conditioner", "pca", "pca_trainable",
+                         "permutation")
+TRAIN_FIELDS_REQUIRED = ("preset", "batch_size", "steps", "lr", "warmup_steps", "grad_clip",
+                         "seed", "flip", "init_size", "pca_fit_size", "train_limit",
+                         "eval_interval", "val_size", "sample_interval", "checkpoint_interval",
+                         "log_interval", "temperature", "amp", "compile", "max_nonfinite")
+_CONFIG_FIX = ("restore the config.json the run wrote (a shipped one: from git), or retrain "
+               "with `python -m bplf train --out DIR`")
+
+
+def load_run_config(out: Path | str) -> tuple[ModelConfig, TrainConfig]:
+    """The model and training configs of a run directory's ``config.json``; a file that is not
+    JSON, has no ``model`` or ``train`` section, or whose fields are unknown, missing or invalid
+    raises ``CheckpointError`` naming it."""
+    file = Path(out) / CONFIG_FILE
     try:
-        payload = json.loads((Path(out) / CONFIG_FILE).read_text())
+        payload = read_json_object(file, _CONFIG_FIX)
     except FileNotFoundError:
-        raise FileNotFoundError(f"{Path(out) / CONFIG_FILE}: no run configuration here") from None
-    return ModelConfig.from_dict(payload["model"]), TrainConfig.from_dict(payload["train"])
+        raise FileNotFoundError(f"{file}: no run configuration here") from None
+    for section in ("model", "train"):
+        if section not in payload:
+            raise CheckpointError(f"{file}: no {section!r} section, so not a run config.json "
+                                  f"written by bplf; {_CONFIG_FIX}")
+    return (config_from_dict(ModelConfig, payload["model"], file, MODEL_FIELDS_REQUIRED,
+                             _CONFIG_FIX, "model"),
+            config_from_dict(TrainConfig, payload["train"], file, TRAIN_FIELDS_REQUIRED,
+                             _CONFIG_FIX, "train"))
 
 
-def read_checkpoint(file: Path) -> dict:
+def _weights_fix(file: Path) -> str:
+    """What to do about a run's weight file that cannot be loaded."""
+    if file.name == CHECKPOINT_FILE:
+        return (f"delete it to train from the start, or copy {BEST_FILE} over it to resume from "
+                "the best checkpoint")
+    if file.name == BEST_FILE:
+        return f"delete it and load {CHECKPOINT_FILE} (weights='{CHECKPOINT_FILE}') instead"
+    return ("re-create it with `python -m bplf export --run DIR` (a shipped one: restore it "
+            "from git)")
+
+
+def read_checkpoint(file: Path | str) -> dict:
     """A checkpoint file's contents (``weights_only``: plain tensors and numbers, never code);
-    a truncated or foreign file raises an error that names it."""
-    try:
-        ckpt = torch.load(file, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{file}: no such checkpoint") from None
-    except Exception as err:
-        raise ValueError(f"{file}: not a bplf checkpoint ({err})") from None
-    if not isinstance(ckpt, dict) or "model" not in ckpt:
-        raise ValueError(f"{file}: not a bplf checkpoint (no model weights)")
-    return ckpt
+    a truncated or foreign file raises ``CheckpointError`` naming it and what to do."""
+    file = Path(file)
+    return load_torch(file, "a bplf checkpoint", _weights_fix(file))
 
 
 #: weight files of a run directory, in the order ``load_checkpoint`` prefers them: an exported
 #: model, the lowest-val-bpd checkpoint, the latest checkpoint
-WEIGHT_FILES = ("model.pt", "best.pt", CHECKPOINT_FILE)
+WEIGHT_FILES = ("model.pt", BEST_FILE, CHECKPOINT_FILE)
 
 
 def load_checkpoint(path: Path | str, device: torch.device | str | None = None,
@@ -144,23 +203,39 @@ def load_checkpoint(path: Path | str, device: torch.device | str | None = None,
     file = path / names[0]
     state = read_checkpoint(file)["model"]
     model = make_model(model_cfg)
-    try:
-        model.load_state_dict({k: v.float() if v.is_floating_point() else v
-                               for k, v in state.items()})
-    except RuntimeError as err:
-        raise ValueError(f"{file}: weights do not match {path / CONFIG_FILE} ({err})") from None
+    load_state(model, {k: v.float() if v.is_floating_point() else v for k, v in state.items()},
+               file, path / CONFIG_FILE, "they were saved by a run with another model config: "
+               "put them beside the config.json of the run that wrote them")
     return model.to(device or "cpu").eval()
 
 
 class LogProb(nn.Module):
-    """``forward(x, y) = model.log_prob(x, y)``: the module DDP wraps, so gradients are synced."""
+    """``forward(x, y) = model.log_prob(x, y)``: the module DDP wraps, so gradients are synced.
+    With ``logits``, ``(log_prob, class-head logits)`` from one pass."""
 
-    def __init__(self, model: BPLF):
+    def __init__(self, model: BPLF, logits: bool = False):
         super().__init__()
         self.model = model
+        self.logits = logits
 
-    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None):
+        if self.logits:
+            return self.model.log_prob_and_logits(x, y)
         return self.model.log_prob(x, y)
+
+
+def training_loss(log_p: torch.Tensor, dims: int, logits: torch.Tensor | None = None,
+                  labels: torch.Tensor | None = None,
+                  class_loss_weight: float = 0.0) -> torch.Tensor:
+    """Mean bits per dimension, plus (Glow's hybrid objective) ``class_loss_weight`` times the
+    class head's cross-entropy in bits per image. As in Glow, the two are on different scales:
+    the likelihood term is per dimension (D = 2304), the class term per image, so a weight of
+    0.01 weighs the label like ~23 bits of the 2304-dimensional image likelihood."""
+    loss = bpd_from_log_prob(log_p.float(), dims).mean()
+    if class_loss_weight > 0:
+        ce = nn.functional.cross_entropy(logits.float(), labels)
+        loss = loss + class_loss_weight * ce / math.log(2)
+    return loss
 
 
 class Trainer:
@@ -200,11 +275,18 @@ class Trainer:
         torch.manual_seed(self.cfg.seed)  # the initial weights are part of the run's identity
         self.model = build_model(self.cfg.preset, image_size=48, channels=1,
                                  num_classes=self.num_classes, **(model_overrides or {}))
+        if self.cfg.class_loss_weight > 0 and not getattr(self.model.config, "class_head", 0):
+            raise ValueError("class_loss_weight > 0 needs a model with a class head: pass the "
+                             "model override class_head=True")
+        if self.cfg.label_dropout > 0 and getattr(self.model, "null_label", None) is None:
+            raise ValueError("label_dropout > 0 needs label-conditioned couplings (a null "
+                             "label): pass the model override coupling_conditioning=True")
         self.model.to(self.device)
         self.state = RunState()
         self.generator = torch.Generator(device="cpu").manual_seed(self.cfg.seed)
+        self._dropped: torch.Tensor | None = None  # this batch's label-dropout mask
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.cfg.lr)
-        self.net: nn.Module = LogProb(self.model)
+        self.net: nn.Module = LogProb(self.model, logits=self.cfg.class_loss_weight > 0)
 
     # -- data -------------------------------------------------------------------------------
     def _global_batch(self, n: int, shard: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
@@ -213,9 +295,14 @@ class Trainer:
         idx = torch.randint(len(self.train_y), (n,), generator=self.generator)
         noise = torch.rand((n, 1, 48, 48), generator=self.generator)
         flips = torch.rand((n,), generator=self.generator) < 0.5
+        # drawn only when used, so runs without label dropout keep their batches
+        drop = (torch.rand((n,), generator=self.generator) < self.cfg.label_dropout
+                if shard and self.cfg.label_dropout > 0 else None)
         if shard:
             part = slice(self.rank * n // self.world, (self.rank + 1) * n // self.world)
             idx, noise, flips = idx[part], noise[part], flips[part]
+            drop = drop[part] if drop is not None else None
+        self._dropped = drop.to(self.device) if drop is not None else None
         idx, noise = idx.to(self.device), noise.to(self.device)
         u = self.train_x[idx].float()
         if self.cfg.flip:
@@ -234,33 +321,43 @@ class Trainer:
             "torch_rng": torch.get_rng_state(),
             "state": asdict(self.state),
         }
-        with atomic_path(self.out / name) as tmp:
-            torch.save(payload, tmp)
+        atomic_save(payload, self.out / name)  # a failed write keeps the previous file
 
     def resume(self) -> bool:
-        """Continue from ``out/checkpoint.pt`` if there is one; returns whether it did."""
+        """Continue from ``out/checkpoint.pt`` if there is one; returns whether it did. A file
+        that cannot be resumed from raises ``CheckpointError`` naming it and what to do."""
         path = self.out / CHECKPOINT_FILE
         if not path.exists():
             return False
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-        self.model.load_state_dict(ckpt["model"])
-        self.optimizer.load_state_dict(ckpt["optimizer"])
-        self.generator.set_state(ckpt["generator"])
-        torch.set_rng_state(ckpt["torch_rng"])
-        self.state = RunState(**ckpt["state"])
+        ckpt = read_checkpoint(path)
+        missing = [k for k in ("optimizer", "generator", "torch_rng", "state") if k not in ckpt]
+        if missing:
+            raise CheckpointError(f"{path}: not a training checkpoint (no {', '.join(missing)}; "
+                                  f"an exported model.pt holds weights only); "
+                                  f"{_weights_fix(path)}")
+        load_state(self.model, ckpt["model"], path, "the model this Trainer builds",
+                   f"resume with the model options of {self.out / CONFIG_FILE}, or train into "
+                   "a new directory")
+        try:
+            self.optimizer.load_state_dict(ckpt["optimizer"])
+            self.generator.set_state(ckpt["generator"])
+            torch.set_rng_state(ckpt["torch_rng"])
+            self.state = RunState(**ckpt["state"])
+        except (RuntimeError, TypeError, ValueError, KeyError) as err:
+            raise CheckpointError(f"{path}: damaged training state ({err}); "
+                                  f"{_weights_fix(path)}") from None
         # rows logged after this checkpoint belong to the killed run's lost steps: drop them
+        # (and a last row torn by the kill, which read_jsonl skips)
         metrics = self.out / METRICS_FILE
         if metrics.exists() and self.rank == 0:
-            rows = [json.loads(line) for line in metrics.read_text().splitlines() if line]
-            kept = [r for r in rows if r["step"] <= self.state.step]
+            kept = [r for r in read_jsonl(metrics) if r.get("step", 0) <= self.state.step]
             atomic_write(metrics, lambda tmp: tmp.write_text(
                 "".join(json.dumps(r) + "\n" for r in kept)))
         return True
 
     def _log(self, row: dict) -> None:
         if self.rank == 0:
-            with open(self.out / METRICS_FILE, "a") as f:
-                f.write(json.dumps(row) + "\n")
+            append_line(self.out / METRICS_FILE, json.dumps(row))  # no torn line on failure
 
     # -- the loop -----------------------------------------------------------------------------
     def initialize(self) -> None:
@@ -278,6 +375,8 @@ class Trainer:
 
     def fit(self, resume: bool = False) -> RunState:
         self.out.mkdir(parents=True, exist_ok=True)
+        if self.rank == 0:  # left by a process killed mid-write
+            remove_stale_temps(self.out, (CONFIG_FILE, CHECKPOINT_FILE, BEST_FILE, METRICS_FILE))
         if not (resume and self.resume()):
             self.initialize()
             if self.rank == 0:
@@ -298,10 +397,13 @@ class Trainer:
             for group in self.optimizer.param_groups:
                 group["lr"] = lr_at(self.state.step, self.cfg)
             x, y = self._global_batch(self.cfg.batch_size)
+            y_model = (y if self._dropped is None else
+                       torch.where(self._dropped, torch.full_like(y, self.model.null_label), y))
             with torch.autocast(self.device.type, dtype=torch.bfloat16,
                                 enabled=self.cfg.amp and self.device.type == "cuda"):
-                log_p = step_fn(x, y)
-            loss = bpd_from_log_prob(log_p.float(), dims).mean()
+                out = step_fn(x, y_model)
+            log_p, logits = out if isinstance(out, tuple) else (out, None)
+            loss = training_loss(log_p, dims, logits, y, self.cfg.class_loss_weight)
             self.optimizer.zero_grad(set_to_none=True)
             if not self._all_finite(loss):
                 # NaN/inf: skip the step (never apply its gradient), count it, stop if it persists
@@ -336,7 +438,7 @@ class Trainer:
                     net.train()
                     if row["val_bpd"] < self.state.best_val_bpd:
                         self.state.best_val_bpd = row["val_bpd"]
-                        self.save("best.pt")
+                        self.save(BEST_FILE)
                 self._log(row)
                 t_window = time.perf_counter()
             if step % self.cfg.sample_interval == 0 or step == self.cfg.steps:
@@ -400,6 +502,5 @@ def train(train_cfg: TrainConfig, out: Path | str, model_overrides: dict | None 
 
 
 def read_metrics(out: Path | str) -> list[dict]:
-    """The rows of a run's ``metrics.jsonl``."""
-    path = Path(out) / METRICS_FILE
-    return [json.loads(line) for line in path.read_text().splitlines() if line]
+    """The rows of a run's ``metrics.jsonl`` (without a last row torn by a killed run)."""
+    return read_jsonl(Path(out) / METRICS_FILE)

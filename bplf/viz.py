@@ -197,15 +197,50 @@ def confusion_heatmap(confusion: Sequence[Sequence[int]], title: str = "") -> pl
     return fig
 
 
+def _config_palette() -> list[tuple[float, float, float]]:
+    """20 distinct colours: tab20's ten strong hues first, then their light partners."""
+    tab20 = sns.color_palette("tab20", 20)
+    return tab20[0::2] + tab20[1::2]
+
+
+def config_colors(configs: Sequence[str] = ()) -> dict[str, tuple[float, float, float]]:
+    """One fixed colour per ablation config, the same in every grid, budget and figure: every
+    config of ``bplf.experiments.GRIDS`` (names of one model share its colour: the ``bplf``
+    preset is ``depth3-3x3``, ``patch``, ``both`` and ``bplf``), plus ``configs`` not in the
+    grids, which take the colours left over, in order."""
+    import dataclasses
+    import json
+
+    from bplf.experiments import GRIDS
+    from bplf.model import PRESETS
+
+    palette = _config_palette()
+    default = json.dumps(PRESETS["bplf"].to_dict(), sort_keys=True)
+    by_model: dict[str, int] = {default: 0}  # the bplf preset: the first colour everywhere
+    colors: dict[str, tuple[float, float, float]] = {}
+    for grid in GRIDS.values():
+        for name, (preset, overrides) in grid.items():
+            spec = json.dumps(dataclasses.replace(PRESETS[preset], **overrides).to_dict(),
+                              sort_keys=True)
+            colors[name] = palette[by_model.setdefault(spec, len(by_model)) % len(palette)]
+    unused = [c for c in palette if c not in colors.values()] or palette
+    for k, name in enumerate(n for n in dict.fromkeys(configs) if n not in colors):
+        colors[name] = unused[k % len(unused)]
+    return colors
+
+
 def ablation_curves(results, x: str = "step", title: str = "",
                     ax: plt.Axes | None = None) -> plt.Figure:
     """Val bpd against ``x`` ("step" or "wall", in minutes) per config of a grid: the mean over
-    seeds at each evaluation, with a band of one standard deviation."""
+    seeds at each evaluation, with a band of one standard deviation; each config in its colour
+    of ``config_colors``."""
     stats = results.groupby(["config", "step"]).agg(
         bpd=("val_bpd", "mean"), sd=("val_bpd", "std"), wall=("wall", "mean")).reset_index()
     fig, ax = plt.subplots(figsize=(7, 4)) if ax is None else (ax.figure, ax)
     configs = list(dict.fromkeys(results["config"]))
-    for config, color in zip(configs, sns.color_palette(n_colors=len(configs)), strict=True):
+    colors = config_colors(configs)
+    for config in configs:
+        color = colors[config]
         c = stats[stats["config"] == config]
         xs = c["step"] if x == "step" else c["wall"] / 60
         ax.plot(xs, c["bpd"], "o-", ms=3, color=color, label=config)

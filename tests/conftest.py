@@ -8,6 +8,9 @@ import torch
 
 from bplf.checks import jacobian_logdet
 from bplf.data import build_emotion_set, load_emotion_set
+from bplf.editing import latent_means
+from bplf.likelihood import dequantize
+from bplf.model import build_model
 
 
 @pytest.fixture(params=["cpu", "cuda"])
@@ -92,3 +95,23 @@ def synthetic_es(tmp_path_factory):
     with pytest.warns(UserWarning, match="SYNTHETIC"):
         build_emotion_set(root / "raw", root / "processed")
     return load_emotion_set(root / "raw", root / "processed", build=False)
+
+
+@pytest.fixture(scope="module")
+def small_model(synthetic_es):
+    """A small 48x48 BPLF, initialised on the synthetic faces, with a perturbed
+    class-conditional prior (so emotions differ, as after training)."""
+    torch.manual_seed(0)
+    m = build_model("bplf", levels=3, steps_per_level=1, hidden_channels=8)
+    x = dequantize(synthetic_es.select(split="train").subsample(600).images)
+    m.initialize(x[:256], pca_x=x)
+    with torch.no_grad():
+        for p in m.top_prior.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    return m.eval()
+
+
+@pytest.fixture(scope="module")
+def small_means(small_model, synthetic_es):
+    """Per-emotion latent means of ``small_model`` (40 training faces each)."""
+    return latent_means(small_model, synthetic_es, per_emotion=40)

@@ -270,7 +270,7 @@ def test_failed_build_leaves_nothing_half_written(raw, tmp_path, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(builder_module.np, "savez", boom)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(DatasetError, match=r"processed: cannot write .* \(disk full\)"):
         build_emotion_set(raw, out)
     assert list(out.iterdir()) == []
 

@@ -7,9 +7,8 @@ import pytest
 import torch
 
 from bplf.data import EMOTIONS
-from bplf.editing import edit_expression, edit_latents, interpolate, latent_means
+from bplf.editing import edit_expression, edit_latents, interpolate
 from bplf.likelihood import dequantize
-from bplf.model import build_model
 from bplf.viz import edit_grid
 from bplf.widgets import EditExplorer, SampleExplorer
 
@@ -22,22 +21,13 @@ def es(synthetic_es):
 
 
 @pytest.fixture(scope="module")
-def model(es):
-    """A small 48x48 BPLF, initialised on faces, with a perturbed class-conditional prior (so
-    emotions differ, as after training)."""
-    torch.manual_seed(0)
-    m = build_model("bplf", levels=3, steps_per_level=1, hidden_channels=8)
-    x = dequantize(es.select(split="train").subsample(600).images)
-    m.initialize(x[:256], pca_x=x)
-    with torch.no_grad():
-        for p in m.top_prior.parameters():
-            p.add_(0.3 * torch.randn_like(p))
-    return m.eval()
+def model(small_model):
+    return small_model
 
 
 @pytest.fixture(scope="module")
-def means(model, es):
-    return latent_means(model, es, per_emotion=40)
+def means(small_means):
+    return small_means
 
 
 def test_latent_means_are_per_emotion_averages(model, es, means):

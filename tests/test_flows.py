@@ -8,6 +8,7 @@ import warnings
 import pytest
 import torch
 
+from bplf.checks import round_trip_error
 from bplf.flows import (
     ActNorm,
     BiParallelAffineCoupling,
@@ -20,7 +21,7 @@ from bplf.flows import (
     Squeeze,
     gaussian_log_prob,
 )
-from bplf.model import FlowStep, ModelConfig
+from bplf.model import MIN_SCALE, FlowStep, ModelConfig
 
 C, S = 4, 4  # layers inside the flow see squeezed 8x8 images: (N, 4, 4, 4)
 
@@ -207,6 +208,41 @@ def test_linear_branch_is_affine_and_scale_bounded(perturb):
     perturb(layer, scale=3.0)
     _, logdet = layer(torch.randn(4, C, S, S) * 10)
     assert (logdet < 0).all()  # sigmoid scale < 1: every log s is negative, never +inf
+
+
+def _saturated_coupling(min_scale: float) -> BiParallelAffineCoupling:
+    """A coupling whose conditioner says ``h_s = -20`` (s ~ 3e-10) and ``t = 10`` everywhere:
+    what the shipped model's last level-0 coupling did on the faces it could not invert."""
+    layer = BiParallelAffineCoupling(C, 8, branches="linear", min_scale=min_scale)
+    with torch.no_grad():
+        layer.linear_branch.bias.copy_(torch.tensor([-22.0, -22.0, 10.0, 10.0]))
+    return layer
+
+
+def test_coupling_scale_floor_keeps_float32_inverse_exact(faces, autograd_logdet, logdet_close):
+    x = squeezed(faces(4))
+    # without a floor, x_a * s drowns in the float32 rounding of t: the input is lost
+    assert round_trip_error(_saturated_coupling(0.0), x) > 0.1
+    layer = _saturated_coupling(0.1)
+    y, logdet = layer(x)
+    assert round_trip_error(layer, x) < 1e-5
+    # the floor is a bound the parameters cannot break, and the log-det still matches autograd
+    torch.testing.assert_close(logdet, torch.full((4,), 2 * S * S * math.log(0.1)))
+    layer, x64 = layer.double(), x.double()
+    logdet_close(layer(x64)[1].detach(), autograd_logdet(lambda v: layer(v)[0], x64))
+    # above the floor the scale is the plain sigmoid (a model trained without it is unchanged)
+    free = BiParallelAffineCoupling(C, 8, min_scale=0.1)
+    torch.testing.assert_close(free(x)[1], BiParallelAffineCoupling(C, 8)(x)[1])
+    with pytest.raises(ValueError, match="min_scale"):
+        BiParallelAffineCoupling(C, 8, min_scale=1.0)
+
+
+def test_model_config_scale_floor_and_legacy_configs():
+    assert ModelConfig().coupling_min_scale == MIN_SCALE > 0
+    legacy = {k: v for k, v in ModelConfig().to_dict().items() if k != "coupling_min_scale"}
+    assert ModelConfig.from_dict(legacy).coupling_min_scale == 0.0  # saved before the floor
+    step = FlowStep(C, ModelConfig(coupling_min_scale=0.05))
+    assert step.coupling.min_scale == 0.05
 
 
 # -- PCA -----------------------------------------------------------------------------------------

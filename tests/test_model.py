@@ -10,6 +10,7 @@ import warnings
 import pytest
 import torch
 
+from bplf import checks
 from bplf.checks import density_integral
 from bplf.flows import ActNorm, PCALayer
 from bplf.model import BPLF, PRESETS, ModelConfig, build_model
@@ -217,3 +218,26 @@ def test_initialize_fits_pca_on_separate_images(faces):
     assert model.pca.num_regularized == 0
     with pytest.warns(UserWarning, match="only 32 samples"):
         build_model("bplf", **TINY, pca="zca").initialize(faces(32, 8))
+
+
+@pytest.mark.parametrize("floor", [0.0, 0.1])
+def test_layer_round_trips_find_the_layer_that_loses_the_input(faces, floor):
+    """A coupling driven to a tiny scale and a large shift (as on the faces the first shipped
+    model could not invert) is the layer ``layer_round_trips`` names; the floor keeps it exact."""
+    model = build_model("bplf", image_size=8, levels=2, steps_per_level=2, hidden_channels=8,
+                        pca="none", coupling_min_scale=floor)
+    x = faces(6)
+    model.initialize(x)
+    coupling = model.levels[0].steps[1].coupling
+    with torch.no_grad():
+        coupling.conv_branch[-1].bias.copy_(torch.tensor([-22.0, -22.0, 10.0, 10.0]))
+    rows = checks.layer_round_trips(model, x)
+    assert len(rows) == 2 * 2 * 3  # ActNorm, 1x1 convolution and coupling per step
+    worst = max(rows, key=lambda r: r["local_error"])
+    if floor == 0:
+        assert worst["layer"] == "levels.0.steps.layers.1.coupling"
+        assert worst["min_scale"] < 1e-8 and worst["max_shift"] == pytest.approx(10, abs=1e-3)
+        assert worst["local_error"] > 0.1
+    else:
+        assert min(r.get("min_scale", 1.0) for r in rows) == pytest.approx(floor)
+        assert worst["local_error"] < 1e-5

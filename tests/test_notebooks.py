@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from bplf import settings
+from bplf.notebooks import leaks
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("0*.ipynb"))
@@ -56,6 +57,19 @@ def test_notebook_is_committed_executed_and_clean(path: Path):
         text = _outputs_text(c)
         leaks = [d for d in LOCAL_DIRS if d + "/" in text]
         assert not leaks, f"an output shows a local path: {leaks}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_holds_no_dataset_face(path: Path):
+    """No image but figures of untagged cells: none in metadata, attachments or widgets.
+
+    Cells that show faces from the licensed datasets are tagged ``dataset-faces``; the other
+    figures show aggregates (mean faces, eigenfaces), generated faces, curves and tables.
+    """
+    found = leaks(json.loads(path.read_text(encoding="utf-8")))
+    assert not found, (f"{path.name} may show a dataset face (run `python -m bplf "
+                       "strip-notebooks` on it):\n" + "\n".join(f"  {f.where}: {f.what}"
+                                                                  for f in found))
 
 
 def test_readme_lists_every_notebook():

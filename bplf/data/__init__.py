@@ -3,11 +3,12 @@ and the loading API the notebooks use."""
 
 from bplf.data.builder import build_emotion_set, find_sources, load_emotion_set
 from bplf.data.dataset import SPLITS, EmotionDataset, EmotionSet
-from bplf.data.errors import DatasetError, ImageError
+from bplf.data.errors import BuiltSetError, DatasetError, ImageError
 from bplf.data.labels import EMOTIONS
 
 __all__ = [
     "EMOTIONS",
+    "BuiltSetError",
     "SPLITS",
     "DatasetError",
     "EmotionDataset",

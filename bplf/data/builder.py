@@ -1,14 +1,16 @@
 """Build the merged emotion set from whatever raw datasets the user placed in the raw folder.
 
 Output (in ``BPLF_DATA_DIR``): ``emotion_set.npz`` (images, labels, source, subject, split) and
-``manifest.json`` (counts, exclusions, skipped files, duplicates, input checksums). Both are
-written atomically; a second build with the same inputs does nothing unless forced.
+``manifest.json`` (counts, exclusions, skipped files, duplicates, input checksums, and the
+checksum of the arrays file; see ``bplf.data.store``). Both are written atomically; a second
+build with the same inputs does nothing unless forced.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 import warnings
 from collections import Counter
@@ -16,38 +18,58 @@ from pathlib import Path
 
 import numpy as np
 
-from bplf.data import ckplus, fer2013, folder, jaffe, synthetic
-from bplf.data.archive import RawTree, is_archive
+from bplf.data import ckplus, fer2013, folder, jaffe, store, synthetic
+from bplf.data.archive import ARCHIVE_SUFFIXES, RawTree, is_archive, is_doc, printable, unreadable
 from bplf.data.dataset import SPLITS, EmotionSet
-from bplf.data.errors import DatasetError
+from bplf.data.errors import BuiltSetError, DatasetError
 from bplf.data.labels import EMOTIONS
 from bplf.data.source import SourceData
+from bplf.data.store import ARRAYS_FILE, MANIFEST_FILE
 from bplf.settings import data_dir, raw_dir
-from bplf.utils import atomic_write
 
-BUILDER_VERSION = 1
-ARRAYS_FILE = "emotion_set.npz"
-MANIFEST_FILE = "manifest.json"
+#: 2: the manifest holds the arrays' checksum, and readers list every file they do not use.
+BUILDER_VERSION = 2
 #: Fractions of subjects held out for val and test in subject-split sources (CK+, JAFFE).
 SUBJECT_SPLIT = {"val": 0.15, "test": 0.15}
 #: The canonical order of sources; it also decides which copy of a duplicate is kept.
 SOURCE_ORDER = ("fer2013", "ckplus", "jaffe")
-_IGNORED_SUFFIXES = (".md", ".txt", ".pdf", ".html", ".gitkeep")
 
 
 def find_sources(raw: Path) -> list[tuple[str, str, RawTree, str | None]]:
     """Detect each dataset in ``raw``: (source name, kind, tree, CSV member) per input.
 
-    Each zip/tar archive, CSV file or folder directly inside ``raw`` is one input.
+    Each zip/tar archive, CSV file or folder directly inside ``raw`` is one input; anything
+    else there is ignored with a warning.
     """
+    found, ignored = _scan(raw)
+    for entry in ignored:
+        warnings.warn(f"{entry['reason']}", stacklevel=2)
+    return found
+
+
+def _scan(raw: Path) -> tuple[list[tuple[str, str, RawTree, str | None]], list[dict]]:
+    """The inputs found in ``raw``, and the entries ignored there with why ({"file", "reason"})."""
+    if raw.exists() and not raw.is_dir():
+        raise DatasetError(f"{raw}: is a file, not a folder; set BPLF_RAW_DIR to the folder that "
+                           "holds the dataset archives (see data/README.md)")
     if not raw.is_dir():
-        return []
-    found = []
-    for path in sorted(raw.iterdir()):
-        if path.name.startswith(".") or path.name.lower().endswith(_IGNORED_SUFFIXES):
+        return [], []
+    try:
+        entries = sorted(raw.iterdir())
+    except OSError as err:
+        raise unreadable(raw, err) from None
+    found, ignored = [], []
+    for path in entries:
+        if path.name.startswith(".") or is_doc(path.name):
+            continue
+        where = printable(str(path))
+        if path.is_symlink() and not path.exists():
+            ignored.append({"file": where, "reason": f"{where}: ignored (a dangling symbolic "
+                                                     f"link, to {printable(os.readlink(path))})"})
             continue
         if not (path.is_dir() or is_archive(path) or path.name.lower().endswith(".csv")):
-            warnings.warn(f"{path}: ignored (not a zip/tar archive, CSV or folder)", stacklevel=2)
+            ignored.append({"file": where, "reason": f"{where}: ignored (not a zip/tar archive, "
+                                                     "CSV or folder)"})
             continue
         tree = RawTree(path)
         if ckplus.looks_like(tree):
@@ -62,18 +84,21 @@ def find_sources(raw: Path) -> list[tuple[str, str, RawTree, str | None]]:
             stem = path.name.split(".")[0]
             found.append((stem, "folder", tree, None))
         else:
+            inner = [f for f in tree.files() if f.lower().endswith((*ARCHIVE_SUFFIXES, ".csv"))]
+            hint = (f" It holds {', '.join(inner[:3])}: extract that into the raw folder."
+                    if inner else "")
             raise DatasetError(
-                f"{path}: not a recognised emotion dataset. Expected FER-2013 "
+                f"{where}: not a recognised emotion dataset. Expected FER-2013 "
                 "(train/<emotion>/*.jpg and test/<emotion>/*.jpg, or a CSV with header "
                 "emotion,pixels,Usage), CK+48 (CK+48/<emotion>/S###_###_########.png), JAFFE "
                 "(jaffe/XX.EEn.NNN.tiff) or an image folder (<emotion>/*.png|jpg); "
-                "see data/README.md")
+                f"see data/README.md.{hint}")
     names = Counter(name for name, *_ in found)
     for name, n in names.items():
         if n > 1:
             paths = [str(t.path) for nm, _, t, _ in found if nm == name]
             raise DatasetError(f"{name} was found {n} times ({', '.join(paths)}); keep one copy")
-    return found
+    return found, ignored
 
 
 def _read(name: str, kind: str, tree: RawTree, member: str | None) -> SourceData:
@@ -117,24 +142,14 @@ def build_emotion_set(raw: Path | str | None = None, out: Path | str | None = No
     raw = Path(raw) if raw is not None else raw_dir()
     out = Path(out) if out is not None else data_dir()
     start = time.perf_counter()
-    found = find_sources(raw)
+    found, ignored = _scan(raw)
+    for entry in ignored:
+        warnings.warn(entry["reason"], stacklevel=2)
     inputs = [{"source": n, "kind": k, "path": str(t.path), "member": m, "sha256": t.sha256()}
               for n, k, t, m in found]
     fingerprint = _fingerprint([{k: v for k, v in i.items() if k != "path"} for i in inputs], seed)
-    manifest_path, arrays_path = out / MANIFEST_FILE, out / ARRAYS_FILE
-    if not force and manifest_path.exists() and arrays_path.exists():
-        try:
-            old = json.loads(manifest_path.read_text())
-        except json.JSONDecodeError:
-            old = {}
-        if old.get("fingerprint") == fingerprint:
-            return old
-        if not found and old.get("synthetic") is False:
-            warnings.warn(f"no raw dataset found in {raw}: keeping the emotion set in {out}, "
-                          "built earlier from real data (force=True replaces it by the "
-                          "synthetic set)", stacklevel=2)
-            return old
-
+    if not force and (old := _current(out, raw, fingerprint, bool(found))) is not None:
+        return old
     if found:
         sources = [_read(*f) for f in found]
     else:
@@ -148,8 +163,9 @@ def build_emotion_set(raw: Path | str | None = None, out: Path | str | None = No
     sources.sort(key=lambda s: (rank.get(s.name, len(rank)), s.name))
     for src in sources:
         if not len(src):
+            first = f"; the first: {src.skipped[0]['reason']}" if src.skipped else ""
             raise DatasetError(f"{src.origin}: no usable image was found ({len(src.skipped)} "
-                               f"skipped, {sum(src.excluded.values())} excluded)")
+                               f"skipped, {sum(src.excluded.values())} excluded{first})")
         missing = [i for i, s in enumerate(src.splits) if not s]
         if missing:
             assign = split_by_subject([src.subjects[i] for i in missing], seed)
@@ -165,11 +181,6 @@ def build_emotion_set(raw: Path | str | None = None, out: Path | str | None = No
     images, labels, source, subject, split = (
         a[keep] for a in (images, labels, source, subject, split))
 
-    def write_arrays(tmp: Path) -> None:
-        with open(tmp, "wb") as f:
-            np.savez(f, images=images, labels=labels, source=source, subject=subject, split=split)
-
-    atomic_write(arrays_path, write_arrays)
     manifest = {
         "fingerprint": fingerprint,
         "builder_version": BUILDER_VERSION,
@@ -182,13 +193,52 @@ def build_emotion_set(raw: Path | str | None = None, out: Path | str | None = No
         "counts": _counts(labels, source, split),
         "excluded": {s.name: dict(s.excluded) for s in sources if s.excluded},
         "skipped": {s.name: s.skipped for s in sources if s.skipped},
+        "ignored": ignored,
         "duplicates": duplicates,
         "notes": {s.name: s.notes for s in sources if s.notes},
         "subject_split": {"fractions": SUBJECT_SPLIT, "seed": seed},
         "build_seconds": round(time.perf_counter() - start, 2),
     }
-    atomic_write(manifest_path, lambda tmp: tmp.write_text(json.dumps(manifest, indent=1)))
-    return manifest
+    arrays = {"images": images, "labels": labels, "source": source, "subject": subject,
+              "split": split}
+    return store.write(out, arrays, manifest)
+
+
+def _current(out: Path, raw: Path, fingerprint: str, have_raw: bool) -> dict | None:
+    """The manifest of the set in ``out`` when it can be kept as it is, else None (rebuild).
+
+    A set whose arrays do not match their manifest is rebuilt with a warning; one built from
+    real data is kept when no raw dataset is found (a lost ``BPLF_RAW_DIR`` must not replace
+    real faces by drawings), unless it is damaged: then the user must choose.
+    """
+    if not (out / MANIFEST_FILE).exists() and not (out / ARRAYS_FILE).exists():
+        return None
+    try:
+        old = store.read_manifest(out)
+        store.verify(out, old)
+    except (BuiltSetError, FileNotFoundError) as err:
+        if not have_raw and _peek_synthetic(out) is not True:
+            raise BuiltSetError(f"{err}. No raw dataset was found in {raw} to rebuild it from: "
+                                "set BPLF_RAW_DIR to the folder of the archives, or pass "
+                                "force=True to build the synthetic set") from None
+        warnings.warn(f"{err}: rebuilding it", stacklevel=3)
+        return None
+    if old.get("fingerprint") == fingerprint:
+        return old
+    if not have_raw and old.get("synthetic") is False:
+        warnings.warn(f"no raw dataset found in {raw}: keeping the emotion set in {out}, "
+                      "built earlier from real data (force=True replaces it by the "
+                      "synthetic set)", stacklevel=3)
+        return old
+    return None
+
+
+def _peek_synthetic(out: Path) -> bool | None:
+    """Whether a (possibly damaged) set in ``out`` says it is synthetic; None if unknown."""
+    try:
+        return json.loads((out / MANIFEST_FILE).read_bytes()).get("synthetic")
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def deduplicate(images: np.ndarray, labels: np.ndarray, source: np.ndarray,
@@ -237,13 +287,6 @@ def load_emotion_set(raw: Path | str | None = None, out: Path | str | None = Non
     With ``build=False`` the files on disk are loaded as they are (no raw data needed).
     """
     out = Path(out) if out is not None else data_dir()
-    if build:
-        manifest = build_emotion_set(raw, out)
-    else:
-        try:
-            manifest = json.loads((out / MANIFEST_FILE).read_text())
-        except FileNotFoundError:
-            raise FileNotFoundError(f"{out / MANIFEST_FILE}: the emotion set is not built; "
-                                    "run bplf.build_emotion_set() or notebook 01") from None
-    with np.load(out / ARRAYS_FILE, allow_pickle=False) as z:
-        return EmotionSet(z["images"], z["labels"], z["source"], z["subject"], z["split"], manifest)
+    manifest = build_emotion_set(raw, out) if build else store.read_manifest(out)
+    arrays = store.load(out, manifest)
+    return EmotionSet(**arrays, manifest=manifest)

@@ -6,7 +6,7 @@ import re
 
 from bplf.data.archive import RawTree
 from bplf.data.errors import DatasetError, ImageError
-from bplf.data.images import decode_gray, is_image_name, require_size
+from bplf.data.images import MAX_IMAGE_BYTES, decode_gray, is_image_name, require_size
 from bplf.data.labels import CKPLUS_NAMES, EXCLUDED_NAMES
 from bplf.data.source import SourceData
 from bplf.utils import progress
@@ -40,9 +40,10 @@ def read(tree: RawTree, name: str = "ckplus") -> SourceData:
                             "subject (needed for the subject-disjoint split) is unknown")
             continue
         try:
-            img = require_size(decode_gray(tree.read(f), where), where)
+            img = require_size(decode_gray(tree.read(f, MAX_IMAGE_BYTES), where), where)
         except ImageError as err:
             out.skip(where, str(err))
             continue
         out.add(img, CKPLUS_NAMES[folder], subject=f"ck:{subject.group(1)}")
+    out.report_unread(tree, {f for f, _ in members}, "CK+48 (CK+48/<emotion>/*.png)")
     return out

@@ -7,3 +7,7 @@ class DatasetError(ValueError):
 
 class ImageError(ValueError):
     """One image that cannot be used; the builder skips it and lists it in the manifest."""
+
+
+class BuiltSetError(DatasetError):
+    """The built set on disk is damaged or its two files do not belong together."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import io
 import re
 import zlib
 
@@ -11,7 +10,7 @@ import numpy as np
 
 from bplf.data.archive import RawTree
 from bplf.data.errors import DatasetError, ImageError
-from bplf.data.images import SIZE, decode_gray, is_image_name, require_size
+from bplf.data.images import MAX_IMAGE_BYTES, SIZE, decode_gray, is_image_name, require_size
 from bplf.data.labels import EMOTIONS, FOLDER_NAMES
 from bplf.data.source import SourceData
 from bplf.utils import progress
@@ -26,12 +25,21 @@ def looks_like_folders(tree: RawTree) -> bool:
     return any(FOLDER_PATTERN.search(f) and is_image_name(f) for f in tree.files())
 
 
+def _read_text(tree: RawTree, member: str) -> str:
+    """A CSV member as text (UTF-8, with or without a byte-order mark)."""
+    try:
+        data = tree.read(member)
+    except ImageError as err:  # one damaged member is the whole CSV
+        raise DatasetError(str(err)) from None
+    return data.decode("utf-8-sig", "replace")
+
+
 def csv_members(tree: RawTree) -> list[str]:
     """CSV files in ``tree`` whose header is FER-2013's."""
     found = []
     for name in tree.files():
         if name.lower().endswith(".csv"):
-            head = tree.read(name)[:64].decode("utf-8", "replace").splitlines()
+            head = _read_text(tree, name)[:64].splitlines()
             if head and [c.strip() for c in head[0].split(",")][:3] == CSV_HEADER:
                 found.append(name)
     return found
@@ -59,44 +67,64 @@ def read_folders(tree: RawTree, name: str = "fer2013") -> SourceData:
         folder, emotion, filename = m.group(1), FOLDER_NAMES[m.group(2).lower()], m.group(3)
         where = tree.where(f)
         try:
-            img = require_size(decode_gray(tree.read(f), where), where)
+            img = require_size(decode_gray(tree.read(f, MAX_IMAGE_BYTES), where), where)
         except ImageError as err:
             out.skip(where, str(err))
             continue
         out.add(img, emotion, split=_folder_split(folder, filename))
+    out.report_unread(tree, {f for f, _ in members},
+                      "FER-2013's image folders (train/<emotion>/*.jpg, test/<emotion>/*.jpg)")
     return out
 
 
+def _csv_row(text: str, at: str) -> tuple[int, np.ndarray, str]:
+    """Parse one line of the CSV: (label, 48x48 uint8 pixels, split). Raises ``ImageError``."""
+    try:
+        (row,) = csv.reader([text], strict=True)
+    except csv.Error as err:
+        raise ImageError(f"{at}: not a valid CSV row ({err}: an unbalanced quote?)") from None
+    if len(row) < 3:
+        raise ImageError(f"{at}: {len(row)} columns, expected 3")
+    try:
+        label = int(row[0])
+    except ValueError:
+        raise ImageError(f"{at}: emotion {row[0][:20]!r} is not an integer 0..6") from None
+    usage = row[2].strip()
+    if not 0 <= label < len(EMOTIONS):
+        raise ImageError(f"{at}: emotion {label} is not in 0..6")
+    if usage not in USAGE_SPLITS:
+        raise ImageError(f"{at}: Usage {usage[:20]!r} is not one of {sorted(USAGE_SPLITS)}")
+    try:
+        pixels = np.array(row[1].split(), dtype=np.int64)
+    except (ValueError, OverflowError):
+        raise ImageError(f"{at}: pixels must be {SIZE * SIZE} whole numbers in 0..255 separated "
+                         "by spaces") from None
+    if pixels.size != SIZE * SIZE or pixels.min() < 0 or pixels.max() > 255:
+        raise ImageError(f"{at}: {pixels.size} pixel values, expected {SIZE * SIZE} in 0..255")
+    return label, pixels.astype(np.uint8).reshape(SIZE, SIZE), USAGE_SPLITS[usage]
+
+
 def read_csv(tree: RawTree, member: str, name: str = "fer2013") -> SourceData:
-    """Read FER-2013's original CSV: ``emotion`` 0..6, ``pixels`` 2304 values, ``Usage``."""
+    """Read FER-2013's original CSV: ``emotion`` 0..6, ``pixels`` 2304 values, ``Usage``.
+
+    Each line is one row, parsed on its own: a bad line (an unbalanced quote included) is
+    skipped and listed, and never swallows the lines after it.
+    """
     out = SourceData(name=name, origin=str(tree.path))
     where = tree.where(member)
-    text = io.StringIO(tree.read(member).decode("utf-8", "replace"))
-    reader = csv.reader(text)
-    header = [c.strip() for c in next(reader, [])]
+    lines = _read_text(tree, member).replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    header = [c.strip() for c in lines[0].split(",")]
     if header[:3] != CSV_HEADER:
-        raise DatasetError(f"{where}: header is {header}, expected {CSV_HEADER}")
-    rows = list(reader)
-    for line, row in enumerate(progress(rows, desc=f"{name} ({tree.name})", unit="row"), start=2):
-        if not row:
+        raise DatasetError(f"{where}: header is {header[:5]}, expected {CSV_HEADER}")
+    rows = lines[1:]
+    for line, text in enumerate(progress(rows, desc=f"{name} ({tree.name})", unit="row"), start=2):
+        if not text.strip():
             continue
         try:
-            if len(row) < 3:
-                raise ImageError(f"{where} line {line}: {len(row)} columns, expected 3")
-            label, usage = int(row[0]), row[2].strip()
-            if not 0 <= label < len(EMOTIONS):
-                raise ImageError(f"{where} line {line}: emotion {label} is not in 0..6")
-            if usage not in USAGE_SPLITS:
-                raise ImageError(f"{where} line {line}: Usage {usage!r} is not one of "
-                                 f"{sorted(USAGE_SPLITS)}")
-            pixels = np.array(row[1].split(), dtype=np.int64)
-            if pixels.size != SIZE * SIZE or pixels.min() < 0 or pixels.max() > 255:
-                raise ImageError(f"{where} line {line}: {pixels.size} pixel values, expected "
-                                 f"{SIZE * SIZE} in 0..255")
-        except ValueError as err:  # ImageError is a ValueError; so are int() failures
-            msg = str(err) if isinstance(err, ImageError) else f"{where} line {line}: {err}"
-            out.skip(f"{where} line {line}", msg)
+            label, pixels, split = _csv_row(text, f"{where} line {line}")
+        except ImageError as err:
+            out.skip(f"{where} line {line}", str(err))
             continue
-        out.add(pixels.astype(np.uint8).reshape(SIZE, SIZE), EMOTIONS[label],
-                split=USAGE_SPLITS[usage])
+        out.add(pixels, EMOTIONS[label], split=split)
+    out.report_unread(tree, {member}, f"the FER-2013 CSV input (only {member} is read)")
     return out

@@ -9,16 +9,19 @@ import cv2
 
 from bplf.data.archive import RawTree
 from bplf.data.errors import DatasetError, ImageError
-from bplf.data.images import SIZE, decode_gray, is_image_name
+from bplf.data.images import MAX_IMAGE_BYTES, SIZE, decode_gray, is_image_name
 from bplf.data.labels import EXCLUDED_NAMES, FOLDER_NAMES
-from bplf.data.source import SourceData
+from bplf.data.source import SourceData, nested_in
 from bplf.utils import progress
 
 PATTERN = re.compile(r"(?:^|/)([^/]+)/([^/]+)$")
 
 
 def _members(tree: RawTree) -> list[tuple[str, str]]:
-    return [(f, m.group(1)) for f in tree.files() if is_image_name(f) and (m := PATTERN.search(f))]
+    """(file, its folder) for each image; one nested below an emotion folder is not a member
+    (the reader reports it)."""
+    return [(f, m.group(1)) for f in tree.files()
+            if is_image_name(f) and (m := PATTERN.search(f)) and nested_in(f) is None]
 
 
 def looks_like(tree: RawTree) -> bool:
@@ -45,7 +48,7 @@ def read(tree: RawTree, name: str) -> SourceData:
             out.excluded[f"{folder.lower()}: {EXCLUDED_NAMES[folder.lower()]}"] += 1
             continue
         try:
-            img = decode_gray(tree.read(f), where)
+            img = decode_gray(tree.read(f, MAX_IMAGE_BYTES), where)
         except ImageError as err:
             out.skip(where, str(err))
             continue
@@ -56,4 +59,5 @@ def read(tree: RawTree, name: str) -> SourceData:
         split = "test" if bucket == 0 else "val" if bucket == 1 else "train"
         out.add(img, FOLDER_NAMES[folder.lower()], split=split)
     out.notes["resized_to_48"] = resized
+    out.report_unread(tree, {f for f, _ in members}, "an image folder (<emotion>/*.png)")
     return out

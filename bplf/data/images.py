@@ -12,6 +12,8 @@ from bplf.data.errors import ImageError
 
 SIZE = 48
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".webp")
+#: A face image larger than this is refused unread (a zip bomb, or not a face crop).
+MAX_IMAGE_BYTES = 64 * 2**20
 #: Modes that convert to 8-bit grayscale without losing meaning. 16-bit and float images
 #: would be clipped by a plain conversion, so they are refused rather than guessed at.
 _GRAY_CONVERTIBLE = {"1", "L", "P", "RGB", "RGBA", "LA", "PA", "CMYK", "YCbCr", "RGBX"}

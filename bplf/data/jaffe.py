@@ -9,7 +9,7 @@ import numpy as np
 
 from bplf.data.archive import RawTree
 from bplf.data.errors import DatasetError, ImageError
-from bplf.data.images import SIZE, decode_gray
+from bplf.data.images import MAX_IMAGE_BYTES, SIZE, decode_gray
 from bplf.data.labels import JAFFE_CODES
 from bplf.data.source import SourceData
 from bplf.utils import progress
@@ -83,7 +83,7 @@ def read(tree: RawTree, name: str = "jaffe") -> SourceData:
             raise DatasetError(f"{where}: unknown JAFFE expression code {code!r}; expected "
                                f"{sorted(JAFFE_CODES)}")
         try:
-            img = decode_gray(tree.read(f), where)
+            img = decode_gray(tree.read(f, MAX_IMAGE_BYTES), where)
         except ImageError as err:
             out.skip(where, str(err))
             continue
@@ -98,4 +98,5 @@ def read(tree: RawTree, name: str = "jaffe") -> SourceData:
             detected += 1
         out.add(crop_face(img, box), JAFFE_CODES[code.upper()], subject=f"jaffe:{subject.upper()}")
     out.notes["face_detection"] = {"detected": detected, "centre_crop_fallback": fallback}
+    out.report_unread(tree, set(members), "JAFFE (jaffe/XX.EEn.NNN.tiff)")
     return out

@@ -7,7 +7,24 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from bplf.data.labels import EMOTION_INDEX
+from bplf.data.archive import RawTree, is_doc
+from bplf.data.images import IMAGE_SUFFIXES, is_image_name
+from bplf.data.labels import CKPLUS_NAMES, EMOTION_INDEX, EXCLUDED_NAMES, FOLDER_NAMES
+
+#: Folder names that label their images, in any source (lower case).
+EMOTION_FOLDERS = {n.lower() for n in (*FOLDER_NAMES, *CKPLUS_NAMES, *EXCLUDED_NAMES)}
+
+
+def nested_in(name: str) -> str | None:
+    """The emotion folder a file sits more than one folder below, if any: ``d/happy`` for
+    ``d/happy/a/x.png``."""
+    folders = name.split("/")[:-1]
+    if folders and folders[-1].lower() in EMOTION_FOLDERS:
+        return None
+    for i in range(len(folders) - 1, -1, -1):
+        if folders[i].lower() in EMOTION_FOLDERS:
+            return "/".join(folders[: i + 1])
+    return None
 
 
 @dataclass
@@ -34,6 +51,24 @@ class SourceData:
 
     def skip(self, where: str, reason: str) -> None:
         self.skipped.append({"file": where, "reason": reason})
+
+    def report_unread(self, tree: RawTree, used: set[str], layout: str) -> None:
+        """List as skipped every file of ``tree`` the reader did not use (documentation aside)
+        and every entry the tree could not list, so that nothing is lost without a word."""
+        for problem in tree.problems:
+            self.skipped.append(dict(problem))
+        for f in tree.files():
+            if f in used or is_doc(f):
+                continue
+            where = tree.where(f)
+            if (prefix := nested_in(f)) is not None:
+                why = (f"nested below the emotion folder {prefix}/ (one folder too deep); move it "
+                       f"into {prefix}/ to use it")
+            elif not is_image_name(f):
+                why = f"not an image file ({', '.join(IMAGE_SUFFIXES)}) in {layout}"
+            else:
+                why = f"not in a place where {layout} has images"
+            self.skip(where, f"{where}: not read: {why}")
 
     def __len__(self) -> int:
         return len(self.images)

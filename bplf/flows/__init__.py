@@ -3,7 +3,7 @@ and ``inverse(y, cond=None) -> x``."""
 
 from bplf.flows.actnorm import ActNorm
 from bplf.flows.base import FlowModule, FlowSequence
-from bplf.flows.coupling import BiParallelAffineCoupling
+from bplf.flows.coupling import MIN_SCALE, BiParallelAffineCoupling, CouplingCondition
 from bplf.flows.invconv import InvConv1x1
 from bplf.flows.pca import PCALayer
 from bplf.flows.permutation import Permutation
@@ -12,9 +12,11 @@ from bplf.flows.split import Split
 from bplf.flows.squeeze import Squeeze
 
 __all__ = [
+    "MIN_SCALE",
     "ActNorm",
     "BiParallelAffineCoupling",
     "ClassConditionalPrior",
+    "CouplingCondition",
     "FlowModule",
     "FlowSequence",
     "InvConv1x1",

@@ -33,14 +33,19 @@ class ClassConditionalPrior(nn.Module):
     ``num_classes == 0``) the prior is the shared base Gaussian alone: a proper, learned density,
     trained by every conditional step since each class prior is an offset from it. (It is *not*
     the class mixture p(x) = sum_k p(k) p(x | k); compute that from per-class log-probabilities.)
+
+    With ``null_label`` the label ``num_classes`` is accepted too and means the base Gaussian for
+    that sample (the null label of label dropout and guidance).
     """
 
-    def __init__(self, shape: tuple[int, int, int], num_classes: int = 0):
+    def __init__(self, shape: tuple[int, int, int], num_classes: int = 0,
+                 null_label: bool = False):
         super().__init__()
         if num_classes < 0:
             raise ValueError(f"num_classes must be >= 0, got {num_classes}")
         self.shape = tuple(shape)
         self.num_classes = num_classes
+        self.null_label = bool(null_label)
         self.base_mean = nn.Parameter(torch.zeros(1, *shape))
         self.base_log_std = nn.Parameter(torch.zeros(1, *shape))
         self.class_mean = nn.Parameter(torch.zeros(num_classes, *shape))
@@ -57,8 +62,9 @@ class ClassConditionalPrior(nn.Module):
         if n is not None and y.shape != (n,):
             raise ValueError(f"expected {n} labels, got shape {tuple(y.shape)}")
         # (checked on CPU labels only: on a GPU the check would stall every step)
-        if not y.is_cuda and len(y) and (int(y.min()) < 0 or int(y.max()) >= self.num_classes):
-            raise ValueError(f"labels must lie in [0, {self.num_classes}), got {y.tolist()}")
+        top = self.num_classes + self.null_label
+        if not y.is_cuda and len(y) and (int(y.min()) < 0 or int(y.max()) >= top):
+            raise ValueError(f"labels must lie in [0, {top}), got {y.tolist()}")
         return y
 
     def params(self, y: Tensor | int | None = None) -> tuple[Tensor, Tensor]:
@@ -67,7 +73,11 @@ class ClassConditionalPrior(nn.Module):
         y = self._labels(y)
         if y is None:
             return self.base_mean, self.base_log_std
-        return self.base_mean + self.class_mean[y], self.base_log_std + self.class_log_std[y]
+        class_mean, class_log_std = self.class_mean, self.class_log_std
+        if self.null_label:  # row num_classes: no offset, the base Gaussian
+            class_mean = torch.cat([class_mean, torch.zeros_like(class_mean[:1])])
+            class_log_std = torch.cat([class_log_std, torch.zeros_like(class_log_std[:1])])
+        return self.base_mean + class_mean[y], self.base_log_std + class_log_std[y]
 
     def log_prob(self, z: Tensor, y: Tensor | int | None = None) -> Tensor:
         """log p(z | y) in nats, per sample -> (N,)."""

@@ -20,11 +20,23 @@ from torch import Tensor, nn
 from bplf.data import EMOTIONS, EmotionSet
 from bplf.likelihood import dequantize
 from bplf.settings import REPO_ROOT, default_device, setup_cpu
-from bplf.utils import atomic_path, atomic_write, check_fields, progress
+from bplf.utils import (
+    append_line,
+    atomic_save,
+    atomic_write,
+    check_fields,
+    config_from_dict,
+    load_state,
+    load_torch,
+    progress,
+    read_json_object,
+)
 
 #: the classifier trained and committed by the repo (see its README.md for the command)
 CLASSIFIER_DIR = REPO_ROOT / "checkpoints" / "emotion-cnn"
 CONFIG_FILE, WEIGHTS_FILE, METRICS_FILE = "config.json", "model.pt", "metrics.jsonl"
+_FIX = ("retrain it with `python -m bplf train-classifier --out DIR` (the shipped one: restore "
+        "checkpoints/emotion-cnn from git)")
 
 
 @dataclass
@@ -50,6 +62,11 @@ class ClassifierConfig:
     def from_dict(cls, d: dict) -> ClassifierConfig:
         check_fields(cls, d)
         return cls(**d)
+
+
+#: every ClassifierConfig field: a saved config.json must state them all
+CLASSIFIER_FIELDS_REQUIRED = ("widths", "features", "dropout", "epochs", "batch_size", "lr",
+                              "weight_decay", "shift", "seed", "train_limit")
 
 
 class EmotionCNN(nn.Module):
@@ -141,7 +158,7 @@ def train_classifier(es: EmotionSet, out: Path | str, config: ClassifierConfig |
     steps_per_epoch = -(-len(train) // cfg.batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, epochs=cfg.epochs,
                                                 steps_per_epoch=steps_per_epoch)
-    atomic_write(out / CONFIG_FILE, lambda tmp: tmp.write_text(json.dumps(asdict(cfg), indent=1)))
+    save_classifier(model, out)
     metrics = out / METRICS_FILE
     metrics.unlink(missing_ok=True)
     best, wall = -1.0, 0.0
@@ -166,34 +183,43 @@ def train_classifier(es: EmotionSet, out: Path | str, config: ClassifierConfig |
         row = {"epoch": epoch, "wall": round(wall, 2), "train_loss": float(np.mean(losses)),
                "train_acc": correct / len(train),
                "val_acc": accuracy(model, val.images, val.labels)}
-        with open(metrics, "a") as f:
-            f.write(json.dumps(row) + "\n")
+        append_line(metrics, json.dumps(row))
         if row["val_acc"] > best:
             best = row["val_acc"]
-            with atomic_path(out / WEIGHTS_FILE) as tmp:
-                torch.save({"model": model.state_dict(), "epoch": epoch}, tmp)
+            save_classifier(model, out, epoch)
     return load_classifier(out, device)
+
+
+def save_classifier(model: EmotionCNN, out: Path | str, epoch: int | None = None) -> None:
+    """Write ``out/config.json`` and, with ``epoch``, the weights ``out/model.pt``; each write is
+    atomic, so a failed one (a full disk) keeps the previous file loadable."""
+    out = Path(out)
+    text = json.dumps(asdict(model.config), indent=1)
+    atomic_write(out / CONFIG_FILE, lambda tmp: tmp.write_text(text))
+    if epoch is not None:
+        atomic_save({"model": model.state_dict(), "epoch": epoch}, out / WEIGHTS_FILE)
 
 
 def load_classifier(path: Path | str | None = None,
                     device: torch.device | str | None = None) -> EmotionCNN:
-    """The shipped classifier (or the one in directory ``path``), in eval mode."""
+    """The shipped classifier (or the one in directory ``path``), in eval mode; a damaged or
+    mismatched ``config.json`` or ``model.pt`` raises ``CheckpointError`` naming the file."""
     path = Path(path) if path is not None else CLASSIFIER_DIR
+    config = path / CONFIG_FILE
     try:
-        cfg = ClassifierConfig.from_dict(json.loads((path / CONFIG_FILE).read_text()))
+        payload = read_json_object(config, _FIX)
     except FileNotFoundError:
-        raise FileNotFoundError(f"{path / CONFIG_FILE}: no classifier here; train one with "
+        raise FileNotFoundError(f"{config}: no classifier here; train one with "
                                 "`python -m bplf train-classifier --out DIR`") from None
+    cfg = config_from_dict(ClassifierConfig, payload, config, CLASSIFIER_FIELDS_REQUIRED, _FIX)
     file = path / WEIGHTS_FILE
     try:
-        state = torch.load(file, map_location="cpu", weights_only=True)["model"]
-        model = EmotionCNN(cfg)
-        model.load_state_dict(state)
+        state = load_torch(file, f"weights of the classifier in {config}", _FIX)["model"]
     except FileNotFoundError:
-        raise FileNotFoundError(f"{file}: no classifier weights") from None
-    except Exception as err:
-        raise ValueError(f"{file}: not weights of the classifier in {path / CONFIG_FILE} "
-                         f"({err})") from None
+        raise FileNotFoundError(f"{file}: no classifier weights; {_FIX}") from None
+    model = EmotionCNN(cfg)
+    load_state(model, state, file, config, "both must come from the same training run; "
+               + _FIX)
     return model.to(device or "cpu").eval()
 
 

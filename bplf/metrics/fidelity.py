@@ -12,15 +12,24 @@ Generated images go through the same 8-bit quantisation as real ones before the 
 sees them. Reference rows: real faces (the ceiling: the classifier's accuracy on the test faces,
 and the distance from the val faces, other people of the same distribution, to them) and an
 untrained model (the floor).
+
+And for any class-conditional flow (``python -m bplf evaluate`` reports them):
+
+* ``generative_accuracy``: the flow itself as a classifier, argmax_y log p(x | y) on test faces;
+* ``edit_accuracy``: the share of edits the classifier reads as their target, per intensity;
+* ``identity_report``: how much of the person an edit keeps, SSIM and pixel RMSE between input
+  and edited face, beside the same figures between two different real faces of the same emotion
+  (the "different person" reference: an edit should stay well above its SSIM, below its RMSE).
 """
 
 from __future__ import annotations
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from bplf.data import EMOTIONS, EmotionSet
-from bplf.editing import edit_expression, sample_faces
+from bplf.editing import edit_expression, methods_for, sample_faces
 from bplf.likelihood import dequantize, to_uint8
 from bplf.metrics.classifier import EmotionCNN, predict
 from bplf.model import BPLF, make_model
@@ -63,9 +72,21 @@ def _compare(feats: np.ndarray, y: np.ndarray, ref: np.ndarray, ref_y: np.ndarra
     return {"fd": frechet_distance(feats[take], ref), "fd_per_emotion": per}
 
 
-#: the generator names of the reference rows: real test faces, and an untrained model
+#: the generator names of the reference rows: real test faces, and an untrained model (the
+#: rows' keys in reports; ``ceiling_label`` is the ceiling's name for the data actually loaded)
 CEILING = "real faces (ceiling)"
 FLOOR = "untrained (floor)"
+
+
+def faces_word(es: EmotionSet) -> str:
+    """What the loaded faces are, for labels: "real", or "synthetic" on the procedural fallback."""
+    return "synthetic" if es.synthetic else "real"
+
+
+def ceiling_label(es: EmotionSet) -> str:
+    """The ceiling row's label for the faces loaded: "synthetic faces (ceiling)" when there was
+    no data."""
+    return f"{faces_word(es)} faces (ceiling)"
 
 
 def fidelity_table(generators: dict[str, BPLF], classifier: EmotionCNN, es: EmotionSet,
@@ -105,12 +126,15 @@ def untrained_like(model: BPLF, es: EmotionSet, n: int = 4096, seed: int = 0) ->
     return fresh.eval()
 
 
-def as_frame(rows: list[dict]):
+def as_frame(rows: list[dict], es: EmotionSet | None = None):
     """The fidelity rows as a table: one row per generator and temperature, per-emotion
-    accuracy and Fréchet distance as columns."""
+    accuracy and Fréchet distance as columns. With ``es``, the ceiling row is labelled by what
+    was loaded (``ceiling_label``)."""
     import pandas as pd
 
-    table = pd.DataFrame([{"generator": r["generator"], "temperature": r["temperature"],
+    names = {CEILING: ceiling_label(es)} if es is not None else {}
+    table = pd.DataFrame([{"generator": names.get(r["generator"], r["generator"]),
+                           "temperature": r["temperature"],
                            "accuracy": r["accuracy"], "fd": r["fd"],
                            **{f"acc {e}": a for e, a in r["per_emotion_accuracy"].items()},
                            **{f"fd {e}": d for e, d in r["fd_per_emotion"].items()}}
@@ -121,7 +145,7 @@ def as_frame(rows: list[dict]):
 @torch.no_grad()
 def edit_accuracy(model: BPLF, classifier: EmotionCNN, images: np.ndarray, labels: np.ndarray,
                   means: list[torch.Tensor], intensities: tuple[float, ...] = (0.0, 0.5, 1.0, 1.5),
-                  method: str = "mean") -> dict[float, float]:
+                  method: str = "mean", guidance: float = 1.0) -> dict[float, float]:
     """Per intensity, the share of edits the classifier reads as their target, each uint8 face
     edited toward all 7 emotions. At intensity 0 the faces are unchanged, so the share is exactly
     1/7 (each face's one predicted emotion is the target of one edit in seven)."""
@@ -132,8 +156,109 @@ def edit_accuracy(model: BPLF, classifier: EmotionCNN, images: np.ndarray, label
     for intensity in intensities:
         hits = 0
         for target in range(k):
-            edited = edit_expression(model, x, source, target, intensity, method, means)
+            edited = edit_expression(model, x, source, target, intensity, method, means,
+                                     guidance)
             pred = predict(classifier, dequantize(to_uint8(edited)[:, 0].cpu(), centre=True))
             hits += int((pred.argmax(1) == target).sum())
         shares[intensity] = hits / (len(x) * k)
     return shares
+
+
+def generative_accuracy(log_probs: torch.Tensor | np.ndarray, labels: np.ndarray) -> dict:
+    """The flow as a classifier: accuracy of argmax_y log p(x | y) given the (N, K) matrix of
+    per-class log-likelihoods (``bplf.evaluate.log_prob_per_class``), overall, balanced (the
+    mean of the per-emotion accuracies) and per emotion."""
+    pred = np.asarray(torch.as_tensor(log_probs).argmax(1).cpu())
+    labels = np.asarray(labels)
+    per = {EMOTIONS[k]: float((pred[labels == k] == k).mean()) for k in np.unique(labels)}
+    return {"n": int(len(labels)), "accuracy": float((pred == labels).mean()) if len(labels)
+            else float("nan"), "balanced_accuracy": float(np.mean(list(per.values())))
+            if per else float("nan"), "per_emotion": per}
+
+
+def _gaussian_window(size: int = 11, sigma: float = 1.5) -> torch.Tensor:
+    t = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
+    g = torch.exp(-(t**2) / (2 * sigma**2))
+    g = g / g.sum()
+    return (g[:, None] * g[None, :])[None, None]
+
+
+def ssim(a: np.ndarray | torch.Tensor, b: np.ndarray | torch.Tensor) -> np.ndarray:
+    """Structural similarity (Wang et al. 2004: 11x11 Gaussian window of sigma 1.5, K1 = 0.01,
+    K2 = 0.03, valid region) of uint8 images (N, H, W) pairwise -> (N,); 1 = identical."""
+    x = torch.as_tensor(np.array(a, dtype=np.float64))[:, None]
+    y = torch.as_tensor(np.array(b, dtype=np.float64))[:, None]
+    w = _gaussian_window(min(11, x.shape[-1]))
+    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+    mx, my = F.conv2d(x, w), F.conv2d(y, w)
+    vx = F.conv2d(x * x, w) - mx**2
+    vy = F.conv2d(y * y, w) - my**2
+    cov = F.conv2d(x * y, w) - mx * my
+    s = ((2 * mx * my + c1) * (2 * cov + c2)) / ((mx**2 + my**2 + c1) * (vx + vy + c2))
+    return s.flatten(1).mean(1).numpy()
+
+
+def rmse(a: np.ndarray | torch.Tensor, b: np.ndarray | torch.Tensor) -> np.ndarray:
+    """Pixel RMSE of uint8 images (N, H, W) pairwise, in grey levels -> (N,)."""
+    d = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
+    return np.sqrt((d**2).reshape(len(d), -1).mean(1))
+
+
+def same_emotion_pairs(labels: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Index pairs (i, j), i != j, of two different faces of the same emotion (each face of an
+    emotion with at least 2 faces paired with another one, drawn with ``seed``)."""
+    rng = np.random.default_rng(seed)
+    first, second = [], []
+    for k in np.unique(labels):
+        idx = rng.permutation(np.flatnonzero(labels == k))
+        if len(idx) >= 2:
+            first.append(idx)
+            second.append(np.roll(idx, 1))
+    if not first:
+        return np.zeros(0, int), np.zeros(0, int)
+    return np.concatenate(first), np.concatenate(second)
+
+
+@torch.no_grad()
+def identity_report(model: BPLF, images: np.ndarray, labels: np.ndarray,
+                    means: list[torch.Tensor] | None = None, method: str = "mean",
+                    intensity: float = 1.0, guidance: float = 1.0, seed: int = 0) -> dict:
+    """How much of the person an edit keeps: mean SSIM and pixel RMSE between each uint8 face
+    and its edit toward another emotion (face i toward ``(label + 1 + i % (K-1)) % K``), beside
+    the same figures between two different real faces of the same emotion (the "different
+    person" reference, ``same_emotion_pairs``)."""
+    k = model.config.num_classes
+    labels = np.asarray(labels)
+    target = (labels + 1 + np.arange(len(labels)) % max(k - 1, 1)) % k
+    x = dequantize(images, centre=True)
+    edited = edit_expression(model, x, torch.as_tensor(labels), torch.as_tensor(target),
+                             intensity, method, means, guidance)
+    out = to_uint8(edited)[:, 0].cpu().numpy()
+    i, j = same_emotion_pairs(labels, seed)
+    return {"n": int(len(labels)), "method": method, "intensity": intensity,
+            "guidance": guidance,
+            "edit_ssim": float(ssim(images, out).mean()),
+            "edit_rmse": float(rmse(images, out).mean()),
+            "different_person_ssim": float(ssim(images[i], images[j]).mean()) if len(i)
+            else float("nan"),
+            "different_person_rmse": float(rmse(images[i], images[j]).mean()) if len(i)
+            else float("nan")}
+
+
+def edit_report(model: BPLF, classifier: EmotionCNN, images: np.ndarray, labels: np.ndarray,
+                means: list[torch.Tensor] | None = None,
+                intensities: tuple[float, ...] = (0.0, 0.5, 1.0, 1.5),
+                guidance: float = 1.0) -> dict:
+    """Per editing method the model supports (``mean`` only with ``means``): the edit hit-rate
+    per intensity (``edit_accuracy``) and the identity kept at intensity 1
+    (``identity_report``); ``guidance`` for ``swap``."""
+    report = {}
+    for method in methods_for(model):
+        if method == "mean" and means is None:
+            continue
+        g = guidance if method == "swap" else 1.0
+        hits = edit_accuracy(model, classifier, images, labels, means, intensities, method, g)
+        report[method] = {"hit_rate": {str(t): v for t, v in hits.items()},
+                          "identity": identity_report(model, images, labels, means, method,
+                                                      1.0, g)}
+    return report
