@@ -41,13 +41,6 @@ def methods_for(model) -> tuple[str, ...]:
     return METHODS if conditioned else tuple(m for m in METHODS if m != "swap")
 
 
-def _source_labels(model, source, n: int, device) -> Tensor | None:
-    """The labels a face is encoded with: the source emotion where the map depends on it."""
-    if not getattr(model, "map_depends_on_label", False):
-        return None
-    return torch.as_tensor(source, dtype=torch.long, device=device).expand(n)
-
-
 @torch.no_grad()
 def latent_means(model: BPLF, es: EmotionSet, split: str = "train", per_emotion: int = 2000,
                  seed: int = 0, batch_size: int = 256) -> list[Tensor]:
@@ -60,8 +53,8 @@ def latent_means(model: BPLF, es: EmotionSet, split: str = "train", per_emotion:
         if len(sub) == 0:
             raise ValueError(f"no {split} faces of emotion {EMOTIONS[e]!r} to average")
         x = dequantize(sub.images, generator=torch.Generator().manual_seed(seed))
-        batches = [model.encode(x[i : i + batch_size].to(device),
-                                _source_labels(model, e, len(x[i : i + batch_size]), device))
+        # (the label matters only where the couplings are label-conditioned)
+        batches = [model.encode(x[i : i + batch_size].to(device), e)
                    for i in range(0, len(x), batch_size)]
         per_class.append([torch.cat(level).mean(0) for level in zip(*batches, strict=True)])
     return [torch.stack(level) for level in zip(*per_class, strict=True)]
@@ -113,9 +106,10 @@ def edit_expression(model: BPLF, x: Tensor, source, target, intensity: float = 1
         e_src, e_tgt = model.embed(src), model.embed(tgt)
         return model.decode(zs, tgt.expand(len(x)), guidance=guidance,
                             embedding=e_src + intensity * (e_tgt - e_src))
-    labels = _source_labels(model, source, len(x), device)
-    zs = model.encode(x, labels)
-    return model.decode(edit_latents(model, zs, source, target, intensity, method, means), labels)
+    # encoded and decoded with the source emotion (it matters to label-conditioned couplings)
+    source = torch.as_tensor(source, dtype=torch.long, device=device)
+    zs = model.encode(x, source)
+    return model.decode(edit_latents(model, zs, source, target, intensity, method, means), source)
 
 
 @torch.no_grad()

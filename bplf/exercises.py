@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, NoReturn
 from unittest import mock
 
 import numpy as np
@@ -32,7 +32,7 @@ class ExerciseError(AssertionError):
     """A check of an exercise failed; the message says what is wrong and hints at the fix."""
 
 
-def _fail(message: str) -> None:
+def _fail(message: str) -> NoReturn:
     raise ExerciseError(message)
 
 
@@ -83,7 +83,6 @@ def _per_sample(value: Any, n: int, x_shape: tuple[int, ...], what: str) -> Tens
         _fail(f"{what} has shape {tuple(value.shape)}; it should be one number per sample, "
               f"shape ({n},): sum over every dimension but the batch (e.g. .flatten(1).sum(1))")
     _fail(f"{what} has shape {tuple(value.shape)}; expected ({n},), one number per sample")
-    raise AssertionError  # unreachable
 
 
 def _diagnose_per_sample(got: Tensor, ref: Tensor, what: str, tol: float,

@@ -281,26 +281,15 @@ class BPLF(DensityModel):
         used by label dropout and guidance; None for models without one."""
         return self.config.num_classes if self.config.coupling_conditioning else None
 
-    def _labels(self, y: Tensor | int | None, n: int, device: torch.device) -> Tensor | None:
-        """``y`` as (n,) long labels (None stays None where the model allows it)."""
-        if y is None:
-            if self.map_depends_on_label:
-                raise ValueError(
-                    "this model's couplings are label-conditioned (ModelConfig."
-                    "coupling_conditioning), so its map depends on the emotion: pass y (an int or "
-                    f"(N,) labels; model.null_label = {self.null_label} for no emotion)")
-            return None
-        if self.config.num_classes == 0:
-            raise ValueError("this model is unconditional (num_classes=0): pass y=None")
-        y = torch.as_tensor(y, dtype=torch.long, device=device)
-        if y.ndim == 0:
-            y = y.expand(n)
-        if y.shape != (n,):
-            raise ValueError(f"expected {n} labels, got shape {tuple(y.shape)}")
-        top = self.config.num_classes + (self.null_label is not None)
-        if not y.is_cuda and n and (int(y.min()) < 0 or int(y.max()) >= top):
-            raise ValueError(f"labels must lie in [0, {top}), got {y.tolist()}")
-        return y
+    def _labels(self, y: Tensor | int | None, n: int) -> Tensor | None:
+        """``y`` as (n,) long labels, checked by the top prior (None stays None where the model
+        allows it)."""
+        if y is None and self.map_depends_on_label:
+            raise ValueError(
+                "this model's couplings are label-conditioned (ModelConfig.coupling_conditioning), "
+                "so its map depends on the emotion: pass y (an int or (N,) labels; "
+                f"model.null_label = {self.null_label} for no emotion)")
+        return self.top_prior._labels(y, n)
 
     def _condition(self, y: Tensor | None, guidance: float = 1.0,
                    embedding: Tensor | None = None) -> CouplingCondition | None:
@@ -357,7 +346,7 @@ class BPLF(DensityModel):
         return zs, logdet, split_logp, kept
 
     def _log_prob(self, x: Tensor, y: Tensor | int | None) -> tuple[Tensor, Tensor]:
-        labels = self._labels(y, len(x), x.device)
+        labels = self._labels(y, len(x))
         zs, logdet, split_logp, _ = self._encode(x, y=labels, cond=self._condition(labels))
         return logdet + split_logp + self.top_prior.log_prob(zs[-1], labels), zs[-1]
 
@@ -402,7 +391,7 @@ class BPLF(DensityModel):
         ``y`` matters only with label-conditioned couplings (then it is required); otherwise
         it is accepted for symmetry, since only the priors depend on it.
         """
-        labels = self._labels(y, len(x), x.device) if self.map_depends_on_label else None
+        labels = self._labels(y, len(x)) if self.map_depends_on_label else None
         return self._encode(x, cond=self._condition(labels, guidance))[0]
 
     @torch.no_grad()
@@ -419,8 +408,7 @@ class BPLF(DensityModel):
                 m.reset()
         cond = None
         if self.map_depends_on_label:
-            cond = self._condition(self._labels(self.null_label if y is None else y, len(x),
-                                                x.device))
+            cond = self._condition(self._labels(self.null_label if y is None else y, len(x)))
         if pca_x is None:
             self._encode(x, fit_pca=True, cond=cond)
             return self
@@ -467,7 +455,7 @@ class BPLF(DensityModel):
         zs = list(z)
         n = len(zs[-1])
         labels = (None if y is None and embedding is not None
-                  else self._labels(y, n, zs[-1].device))
+                  else self._labels(y, n))
         return self._decode(zs, temperature, y=labels,
                             cond=self._condition(labels, guidance, embedding))[0]
 
@@ -475,7 +463,7 @@ class BPLF(DensityModel):
         """log density of a latent list under the priors (top prior given ``y``, and each
         split's prior given its kept half and ``y``, recomputed in the inverse direction)
         -> (N,)."""
-        labels = self._labels(y, len(z[-1]), z[-1].device)
+        labels = self._labels(y, len(z[-1]))
         _, split_logp = self._decode(list(z), with_log_prob=True, y=labels,
                                      cond=self._condition(labels))
         return split_logp + self.top_prior.log_prob(z[-1], labels)
@@ -487,8 +475,7 @@ class BPLF(DensityModel):
         every latent drawn at ``temperature`` (0.6-0.8 gives cleaner faces than 1.0).
         ``guidance`` > 1 strengthens the expression (label-conditioned couplings only; the
         result is then no longer a draw from the model's density)."""
-        device = self.top_prior.base_mean.device
-        labels = self._labels(y, n, device)
+        labels = self._labels(y, n)
         top = self.top_prior.sample(n, labels, temperature, generator)
         zs: list[Tensor | None] = [None] * (len(self.latent_shapes()) - 1)
         return self._decode([*zs, top], temperature, generator, y=labels,

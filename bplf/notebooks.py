@@ -76,7 +76,7 @@ def _is_image(key: str, value: object) -> bool:
     text = _text(value)
     if text is None:
         return False
-    return (key.startswith("image/") or bool(DATA_URI.search(text)) or is_base64_image(text))
+    return key.startswith("image/") or bool(DATA_URI.search(text)) or is_base64_image(text)
 
 
 def _walk(value: object, where: str) -> Iterator[Found]:
@@ -263,9 +263,8 @@ def run(args: argparse.Namespace) -> int:
             failed |= bool(left)
         return int(failed)
     for path in args.files:
-        nb = json.loads(path.read_text(encoding="utf-8"))
         if args.check:
-            found = leaks(nb)
+            found = leaks(json.loads(path.read_text(encoding="utf-8")))
         else:
             for what in strip_file(path):
                 print(f"{path}: stripped {what}")

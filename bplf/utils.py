@@ -208,13 +208,12 @@ def config_from_dict(cls: type, d: object, file: Path | str, required: Collectio
     if not isinstance(d, dict):
         raise CheckpointError(f"{where}: expected a JSON object of {cls.__name__} fields, got "
                               f"{type(d).__name__}; {fix}")
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(d) - known)
-    if unknown:
+    try:
+        check_fields(cls, d)
+    except ValueError as err:
         raise CheckpointError(
-            f"{where}: unknown {cls.__name__} fields {unknown} (valid: {sorted(known)}); it was "
-            f"written by another version of bplf or edited by hand: remove them, or use the "
-            f"version that wrote it; {fix}")
+            f"{where}: {err}; it was written by another version of bplf or edited by hand: "
+            f"remove them, or use the version that wrote it; {fix}") from None
     missing = [name for name in required if name not in d]
     if missing:
         raise CheckpointError(

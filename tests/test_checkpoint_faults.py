@@ -385,19 +385,14 @@ BAD_CLASSIFIERS: dict[str, tuple[Callable[[Path], None], str]] = {
     "model.pt truncated": (lambda d: _truncate(d / "model.pt"),
                            r"model\.pt: not weights of the classifier in .*config\.json: the "
                            r"file is truncated.*train-classifier"),
-    "model.pt shapes": (lambda d: (d / "config.json").write_text(
-                            json.dumps({**json.loads((d / "config.json").read_text()),
-                                        "features": 16})),
+    "model.pt shapes": (_edit_config(lambda p: p.update(features=16)),
                         r"model\.pt: weights do not match .*config\.json \(.*size mismatch.*"
                         r"same training run"),
     "config.json not JSON": (lambda d: _truncate(d / "config.json"),
                              r"config\.json: not valid JSON.*train-classifier"),
-    "unknown field": (lambda d: (d / "config.json").write_text(
-                          json.dumps({**json.loads((d / "config.json").read_text()), "depth": 2})),
+    "unknown field": (_edit_config(lambda p: p.update(depth=2)),
                       r"config\.json: unknown ClassifierConfig fields \['depth'\]"),
-    "missing field": (lambda d: (d / "config.json").write_text(json.dumps(
-                          {k: v for k, v in json.loads((d / "config.json").read_text()).items()
-                           if k != "widths"})),
+    "missing field": (_edit_config(lambda p: p.pop("widths")),
                       r"config\.json: missing ClassifierConfig fields \['widths'\]"),
 }
 

@@ -129,7 +129,7 @@ def test_round_trip_and_logdet_with_labels(name, faces, perturb, autograd_logdet
     with torch.no_grad():
         zs = model.encode(x, y)
         assert (model.decode(zs, y) - x).abs().max() < 1e-9
-    labels = model._labels(y, 3, x.device)
+    labels = model._labels(y, 3)
     cond = model._condition(labels)
     _, logdet, split_logp, _ = model._encode(x, y=labels, cond=cond)
     for i in range(3):

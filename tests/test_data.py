@@ -42,8 +42,9 @@ def encode(img: np.ndarray, fmt: str = "PNG", mode: str | None = None) -> bytes:
     return buf.getvalue()
 
 
-def write_zip(path: Path, members: dict[str, bytes]) -> Path:
-    with zipfile.ZipFile(path, "w") as z:
+def write_zip(path: Path, members: dict[str, bytes],
+              compression: int = zipfile.ZIP_STORED) -> Path:
+    with zipfile.ZipFile(path, "w", compression) as z:
         for name, data in members.items():
             z.writestr(name, data)
     return path
@@ -58,6 +59,24 @@ def fer_members(n_per: int = 2, seed: int = 0) -> dict[str, bytes]:
                 k += 1
                 members[f"{folder}/{e}/{prefix}_{k}.png"] = encode(face(k, e))
     return members
+
+
+def pixels(img: np.ndarray) -> str:
+    """An image as FER-2013's CSV writes it: its values separated by spaces."""
+    return " ".join(map(str, img.ravel()))
+
+
+def fer_row(label: int, img: np.ndarray, usage: str) -> str:
+    """One line of FER-2013's CSV: ``emotion,pixels,Usage``."""
+    return f"{label},{pixels(img)},{usage}"
+
+
+def fer_csv(raw: Path, rows: list[str], newline: str = "\n", encoding: str = "utf-8") -> Path:
+    """``raw/fer2013.csv``: FER-2013's header, then ``rows``, each ended by ``newline``."""
+    raw.mkdir(parents=True, exist_ok=True)
+    text = newline.join(["emotion,pixels,Usage", *rows]) + newline
+    (raw / "fer2013.csv").write_bytes(text.encode(encoding))
+    return raw
 
 
 def ck_members(subjects: int = 12, seed: int = 500) -> dict[str, bytes]:
@@ -143,14 +162,11 @@ def test_extracted_folders_match_zips(raw, tmp_path):
 
 
 def test_fer_csv_reader(tmp_path):
-    raw = tmp_path / "raw"
-    raw.mkdir()
-    rows = ["emotion,pixels,Usage"]
-    for i, usage in enumerate(["Training", "PublicTest", "PrivateTest"] * 7):
-        rows.append(f"{i % 7},{' '.join(map(str, face(i).ravel()))},{usage}")
+    rows = [fer_row(i % 7, face(i), usage)
+            for i, usage in enumerate(["Training", "PublicTest", "PrivateTest"] * 7)]
     rows.append("3,1 2 3,Training")  # too few pixels
     rows.append("9," + " ".join(["0"] * 2304) + ",Training")  # no such emotion
-    (raw / "fer2013.csv").write_text("\n".join(rows) + "\n")
+    raw = fer_csv(tmp_path / "raw", rows)
     manifest, es = build(raw, tmp_path)
     assert len(es) == 21
     np.testing.assert_array_equal(es.images[0], face(0))

@@ -17,7 +17,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_data import build, ck_members, encode, face, fer_members, write_zip
+from test_data import (
+    build,
+    ck_members,
+    encode,
+    face,
+    fer_csv,
+    fer_members,
+    fer_row,
+    pixels,
+    write_zip,
+)
 
 from bplf.data import DatasetError, build_emotion_set, load_emotion_set
 
@@ -29,9 +39,7 @@ def fer_raw(tmp_path: Path, extra: dict[str, bytes] | None = None,
     """``tmp_path/raw/fer2013.zip``: FER-2013's folder layout (21 faces) plus ``extra``."""
     raw = tmp_path / "raw"
     raw.mkdir(parents=True, exist_ok=True)
-    with zipfile.ZipFile(raw / "fer2013.zip", "w", compression) as z:
-        for name, data in {**fer_members(n_per=1), **(extra or {})}.items():
-            z.writestr(name, data)
+    write_zip(raw / "fer2013.zip", {**fer_members(n_per=1), **(extra or {})}, compression)
     return raw
 
 
@@ -94,13 +102,10 @@ def test_encrypted_zip_member_is_skipped(tmp_path):
 
 
 def test_fer_csv_numbers_run_together_are_a_skipped_row(tmp_path):
-    raw = tmp_path / "raw"
-    raw.mkdir()
-    rows = ["emotion,pixels,Usage"]
-    rows += [f"{i % 7},{' '.join(map(str, face(i).ravel()))},Training" for i in range(5)]
+    rows = [fer_row(i % 7, face(i), "Training") for i in range(5)]
     rows.append("3," + "7" * 40 + " 0" * 2303 + ",Training")  # digits with no spaces
-    rows.append(f"4,{' '.join(map(str, face(9).ravel()))},PublicTest")
-    (raw / "fer2013.csv").write_text("\n".join(rows) + "\n")
+    rows.append(fer_row(4, face(9), "PublicTest"))
+    raw = fer_csv(tmp_path / "raw", rows)
     manifest, es = build(raw, tmp_path)
     assert len(es) == 6
     (entry,) = skipped(manifest, "fer2013")
@@ -225,14 +230,11 @@ def test_data_dir_that_is_a_file(raw, tmp_path):
 # -- silent losses -------------------------------------------------------------------------------
 
 def test_unbalanced_quote_in_csv_loses_only_its_line(tmp_path):
-    raw = tmp_path / "raw"
-    raw.mkdir()
-    rows = ["emotion,pixels,Usage"]
-    rows += [f"{i % 7},{' '.join(map(str, face(i).ravel()))},Training" for i in range(3)]
-    rows.append('3,"' + " ".join(map(str, face(50).ravel())) + ",Training")  # no closing quote
-    rows += [f"{i % 7},{' '.join(map(str, face(i).ravel()))},PrivateTest" for i in range(3, 7)]
-    rows.append(f'5,"{" ".join(map(str, face(60).ravel()))}",PublicTest')  # quoted: fine
-    (raw / "fer2013.csv").write_text("\n".join(rows) + "\n")
+    rows = [fer_row(i % 7, face(i), "Training") for i in range(3)]
+    rows.append(f'3,"{pixels(face(50))},Training')  # no closing quote
+    rows += [fer_row(i % 7, face(i), "PrivateTest") for i in range(3, 7)]
+    rows.append(f'5,"{pixels(face(60))}",PublicTest')  # quoted: fine
+    raw = fer_csv(tmp_path / "raw", rows)
     manifest, es = build(raw, tmp_path)
     assert len(es) == 8
     (entry,) = skipped(manifest, "fer2013")
@@ -240,11 +242,8 @@ def test_unbalanced_quote_in_csv_loses_only_its_line(tmp_path):
 
 
 def test_csv_with_byte_order_mark(tmp_path):
-    raw = tmp_path / "raw"
-    raw.mkdir()
-    rows = ["emotion,pixels,Usage"]
-    rows += [f"{i % 7},{' '.join(map(str, face(i).ravel()))},Training" for i in range(4)]
-    (raw / "fer2013.csv").write_bytes(("\r\n".join(rows) + "\r\n").encode("utf-8-sig"))
+    rows = [fer_row(i % 7, face(i), "Training") for i in range(4)]
+    raw = fer_csv(tmp_path / "raw", rows, newline="\r\n", encoding="utf-8-sig")
     _, es = build(raw, tmp_path)
     assert len(es) == 4
 

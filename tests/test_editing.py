@@ -15,78 +15,65 @@ from bplf.widgets import EditExplorer, SampleExplorer
 matplotlib.use("Agg")
 
 
-@pytest.fixture(scope="module")
-def es(synthetic_es):
-    return synthetic_es
-
-
-@pytest.fixture(scope="module")
-def model(small_model):
-    return small_model
-
-
-@pytest.fixture(scope="module")
-def means(small_means):
-    return small_means
-
-
-def test_latent_means_are_per_emotion_averages(model, es, means):
-    assert [tuple(m.shape) for m in means] == [(7, *s) for s in model.latent_shapes()]
-    sad = es.select(split="train", emotion="sad").subsample(40)
-    zs = model.encode(dequantize(sad.images, generator=torch.Generator().manual_seed(0)))
-    for m, z in zip(means, zs, strict=True):
+def test_latent_means_are_per_emotion_averages(small_model, synthetic_es, small_means):
+    assert [tuple(m.shape) for m in small_means] == [(7, *s) for s in small_model.latent_shapes()]
+    sad = synthetic_es.select(split="train", emotion="sad").subsample(40)
+    zs = small_model.encode(dequantize(sad.images, generator=torch.Generator().manual_seed(0)))
+    for m, z in zip(small_means, zs, strict=True):
         torch.testing.assert_close(m[EMOTIONS.index("sad")], z.mean(0), atol=1e-5, rtol=1e-4)
-    assert (means[-1][3] - means[-1][4]).abs().max() > 1e-3  # happy and sad differ
+    assert (small_means[-1][3] - small_means[-1][4]).abs().max() > 1e-3  # happy and sad differ
 
 
 @pytest.mark.parametrize("method", ["mean", "prior"])
-def test_intensity_zero_reproduces_the_face(model, es, means, method):
-    faces = es.select(split="test").subsample(6)
+def test_intensity_zero_reproduces_the_face(small_model, synthetic_es, small_means, method):
+    faces = synthetic_es.select(split="test").subsample(6)
     x = dequantize(faces.images, centre=True)
-    same = edit_expression(model, x, torch.as_tensor(faces.labels), 3, 0.0, method, means)
+    same = edit_expression(small_model, x, torch.as_tensor(faces.labels), 3, 0.0, method,
+                           small_means)
     assert (same - x).abs().max() < 1e-4
-    moved = edit_expression(model, x, torch.as_tensor(faces.labels), 3, 1.0, method, means)
+    moved = edit_expression(small_model, x, torch.as_tensor(faces.labels), 3, 1.0, method,
+                            small_means)
     assert (moved - x).abs().max() > 1e-2
 
 
-def test_edits_move_latents_as_defined(model, means):
-    zs = [torch.randn(2, *s) for s in model.latent_shapes()]
-    out = edit_latents(model, zs, 4, 3, 0.5, "mean", means)
-    for z, o, m in zip(zs, out, means, strict=True):
+def test_edits_move_latents_as_defined(small_model, small_means):
+    zs = [torch.randn(2, *s) for s in small_model.latent_shapes()]
+    out = edit_latents(small_model, zs, 4, 3, 0.5, "mean", small_means)
+    for z, o, m in zip(zs, out, small_means, strict=True):
         torch.testing.assert_close(o - z, 0.5 * (m[3] - m[4]).expand_as(z))
-    mu_s, _ = model.top_prior.params(torch.tensor([4, 4]))
-    mu_t, _ = model.top_prior.params(torch.tensor([3, 3]))
-    moved = edit_latents(model, [*zs[:-1], mu_s.clone()], 4, 3, 1.0, "prior")
+    mu_s, _ = small_model.top_prior.params(torch.tensor([4, 4]))
+    mu_t, _ = small_model.top_prior.params(torch.tensor([3, 3]))
+    moved = edit_latents(small_model, [*zs[:-1], mu_s.clone()], 4, 3, 1.0, "prior")
     torch.testing.assert_close(moved[-1], mu_t)  # the source mean lands on the target mean
     assert all(torch.equal(a, b) for a, b in zip(moved[:-1], zs[:-1], strict=True))
 
 
-def test_bad_edit_arguments(model, means):
+def test_bad_edit_arguments(small_model, small_means):
     x = torch.zeros(1, 1, 48, 48)
     with pytest.raises(ValueError, match=r"\[0, 1.5\]"):
-        edit_expression(model, x, 0, 1, 2.0, "mean", means)
+        edit_expression(small_model, x, 0, 1, 2.0, "mean", small_means)
     with pytest.raises(ValueError, match="method must be one of"):
-        edit_expression(model, x, 0, 1, 1.0, "nearest", means)
+        edit_expression(small_model, x, 0, 1, 1.0, "nearest", small_means)
     with pytest.raises(ValueError, match="needs the latent means"):
-        edit_expression(model, x, 0, 1, 1.0, "mean")
+        edit_expression(small_model, x, 0, 1, 1.0, "mean")
 
 
-def test_interpolation_ends_at_both_faces(model, es):
-    faces = dequantize(es.select(split="test").subsample(2).images, centre=True)
-    path = interpolate(model, faces[0], faces[1], steps=5)
+def test_interpolation_ends_at_both_faces(small_model, synthetic_es):
+    faces = dequantize(synthetic_es.select(split="test").subsample(2).images, centre=True)
+    path = interpolate(small_model, faces[0], faces[1], steps=5)
     assert path.shape == (5, 1, 48, 48)
     assert (path[0] - faces[0]).abs().max() < 1e-4 and (path[-1] - faces[1]).abs().max() < 1e-4
     assert (path[2] - faces[0]).abs().max() > 1e-2
 
 
-def test_edit_grid_draws_every_target(model, es, means):
-    faces = es.select(split="test").subsample(2)
-    fig = edit_grid(model, faces.images, faces.labels, means, row_labels=["a", "b"])
+def test_edit_grid_draws_every_target(small_model, synthetic_es, small_means):
+    faces = synthetic_es.select(split="test").subsample(2)
+    fig = edit_grid(small_model, faces.images, faces.labels, small_means, row_labels=["a", "b"])
     assert len(fig.axes) == 2 * 8 and fig.axes[1].get_title() == "angry"
 
 
-def test_sample_explorer_callbacks(model):
-    ex = SampleExplorer(model, n=4, emotion="happy", temperature=0.7, seed=0)
+def test_sample_explorer_callbacks(small_model):
+    ex = SampleExplorer(small_model, n=4, emotion="happy", temperature=0.7, seed=0)
     first = ex.images.copy()
     assert first.shape == (4, 48, 48) and first.dtype.name == "uint8"
     ex.seed.value = 1
@@ -99,9 +86,9 @@ def test_sample_explorer_callbacks(model):
     assert (ex.images == ex.images[0]).all()
 
 
-def test_edit_explorer_callbacks(model, es, means):
-    faces = es.select(split="test").subsample(5)
-    ex = EditExplorer(model, faces, means, target="surprise", intensity=0.0)
+def test_edit_explorer_callbacks(small_model, synthetic_es, small_means):
+    faces = synthetic_es.select(split="test").subsample(5)
+    ex = EditExplorer(small_model, faces, small_means, target="surprise", intensity=0.0)
     assert (ex.images[1] == ex.images[0]).all()  # intensity 0: the input face, unchanged
     assert (ex.images[0] == faces.images[0]).all()
     ex.intensity.value = 1.0
@@ -114,4 +101,4 @@ def test_edit_explorer_callbacks(model, es, means):
     ex.method.value = "prior"
     assert ex.images.shape == (2, 48, 48)
     with pytest.raises(ValueError, match="at least one face"):
-        EditExplorer(model, faces.select(split="train"), means)
+        EditExplorer(small_model, faces.select(split="train"), small_means)

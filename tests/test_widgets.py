@@ -30,21 +30,6 @@ from bplf.widgets import (
 matplotlib.use("Agg")
 
 
-@pytest.fixture(scope="module")
-def es(synthetic_es):
-    return synthetic_es
-
-
-@pytest.fixture(scope="module")
-def model(small_model):
-    return small_model
-
-
-@pytest.fixture(scope="module")
-def means(small_means):
-    return small_means
-
-
 def three_sources(es: EmotionSet) -> EmotionSet:
     """The synthetic test faces relabelled as three sources of very different sizes (as
     FER-2013, CK+ and JAFFE are), with a line drawing and a near-black face among them."""
@@ -59,8 +44,8 @@ def three_sources(es: EmotionSet) -> EmotionSet:
     return EmotionSet(images, test.labels, source.astype(str), test.subject, test.split)
 
 
-def test_picker_has_every_source_labelled(es):
-    faces = three_sources(es)
+def test_picker_has_every_source_labelled(synthetic_es):
+    faces = three_sources(synthetic_es)
     for n in (10, 60):
         picked = picker_faces(faces, n, seed=3)
         counts = {s: int((picked.source == s).sum()) for s in set(picked.source)}
@@ -95,8 +80,8 @@ class ConfidentIn:
         return logits
 
 
-def test_typical_face_skips_line_drawings_and_dark_faces(es):
-    faces = three_sources(es)
+def test_typical_face_skips_line_drawings_and_dark_faces(synthetic_es):
+    faces = three_sources(synthetic_es)
     default = typical_face(faces)
     assert default not in (0, 1)
     pixels = faces.images[default].astype(float)
@@ -109,9 +94,10 @@ def test_typical_face_skips_line_drawings_and_dark_faces(es):
     assert faces.labels[typical_face(faces, avoid=target)] != EMOTIONS.index(target)
 
 
-def test_edit_explorer_opens_on_a_typical_face_with_a_sane_edit(model, es, means):
-    faces = three_sources(es)
-    ex = EditExplorer.on_test_faces(model, faces, means, n=30, seed=3, target="happy")
+def test_edit_explorer_opens_on_a_typical_face_with_a_sane_edit(small_model, synthetic_es,
+                                                                small_means):
+    faces = three_sources(synthetic_es)
+    ex = EditExplorer.on_test_faces(small_model, faces, small_means, n=30, seed=3, target="happy")
     i = int(ex.face.value)
     assert ex.faces.labels[i] != EMOTIONS.index("happy")
     assert (ex.images[0] == ex.faces.images[i]).all()
@@ -123,8 +109,8 @@ def test_edit_explorer_opens_on_a_typical_face_with_a_sane_edit(model, es, means
     assert ex.images.shape == (2, 48, 48) and (ex.images[0] == ex.faces.images[i]).all()
 
 
-def test_sample_explorer_disables_the_seed_at_temperature_zero(model):
-    ex = SampleExplorer(model, n=4, emotion="happy", temperature=0.7, seed=0)
+def test_sample_explorer_disables_the_seed_at_temperature_zero(small_model):
+    ex = SampleExplorer(small_model, n=4, emotion="happy", temperature=0.7, seed=0)
     assert ex.temperature.style.description_width == "initial"
     assert not ex.seed.disabled and ex.note.value == ""
     ex.temperature.value = 0.0
@@ -134,8 +120,8 @@ def test_sample_explorer_disables_the_seed_at_temperature_zero(model):
     assert not ex.seed.disabled and ex.note.value == "" and "seed 0" in ex.title()
 
 
-def test_sample_explorer_title_clears_the_faces(model):
-    ex = SampleExplorer(model, n=8, temperature=0.7)
+def test_sample_explorer_title_clears_the_faces(small_model):
+    ex = SampleExplorer(small_model, n=8, temperature=0.7)
     fig = ex.figure()
     fig.canvas.draw()
     title = fig._suptitle.get_window_extent()
@@ -193,11 +179,11 @@ def test_ablation_explorer_keeps_one_colour_per_config():
     assert {ln.get_label() for ln in fig.axes[0].lines} == set(GRIDS["branches"])
 
 
-def test_ceiling_label_follows_the_loaded_faces(es):
+def test_ceiling_label_follows_the_loaded_faces(synthetic_es):
     rows = [{"generator": CEILING, "temperature": None, "accuracy": 0.5, "fd": 0.1,
              "per_emotion_accuracy": {}, "fd_per_emotion": {}}]
-    assert ceiling_label(es) == "synthetic faces (ceiling)"
-    assert as_frame(rows, es).index[0][0] == "synthetic faces (ceiling)"
+    assert ceiling_label(synthetic_es) == "synthetic faces (ceiling)"
+    assert as_frame(rows, synthetic_es).index[0][0] == "synthetic faces (ceiling)"
     assert as_frame(rows).index[0][0] == CEILING == "real faces (ceiling)"
 
 

@@ -110,10 +110,8 @@ class RawTree:
                 continue
             seen.add((st.st_dev, st.st_ino))
             dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-            for f in sorted(files):
+            for f in sorted(f for f in files if not f.startswith(".")):
                 p = Path(top) / f
-                if f.startswith("."):
-                    continue
                 name, where = printable(p.relative_to(base).as_posix()), printable(str(p))
                 if p.is_symlink() and not p.exists():
                     self._problem(where, f"dangling symbolic link (to "
@@ -132,14 +130,8 @@ class RawTree:
             raise DatasetError(f"{self.path}: a member name is flagged as UTF-8 but is not "
                                "valid UTF-8; re-create the archive (or extract it into a "
                                "folder and place the folder in the raw folder)") from None
-        except OSError as err:
-            if err.errno is not None:
-                raise unreadable(self.path, err) from None
-            raise DatasetError(f"{self.path}: not a readable zip archive ({err}); download it "
-                               "again") from None
-        except (zipfile.BadZipFile, EOFError, ValueError) as err:
-            raise DatasetError(f"{self.path}: not a readable zip archive ({err}); download it "
-                               "again") from None
+        except (OSError, zipfile.BadZipFile, EOFError, ValueError) as err:
+            raise self._open_failed("zip", err) from None
         for info in infos:
             if info.is_dir():
                 continue
@@ -153,18 +145,12 @@ class RawTree:
         try:
             self._tar = tarfile.open(self.path)
             infos = self._tar.getmembers()
-        except OSError as err:
-            if err.errno is not None:
-                raise unreadable(self.path, err) from None
-            raise DatasetError(f"{self.path}: not a readable tar archive ({err}); download it "
-                               "again") from None
-        except (tarfile.TarError, EOFError, zlib.error) as err:
-            raise DatasetError(f"{self.path}: not a readable tar archive ({err}); download it "
-                               "again") from None
+        except (OSError, tarfile.TarError, EOFError, zlib.error) as err:
+            raise self._open_failed("tar", err) from None
         for info in infos:
-            where = f"{self.path}:{printable(info.name)}"
             if info.isdir():
                 continue
+            where = f"{self.path}:{printable(info.name)}"
             if info.issym() or info.islnk():
                 self._problem(where, f"link inside the archive (to {printable(info.linkname)}); "
                                      "not followed")
@@ -173,17 +159,22 @@ class RawTree:
             else:
                 self._add_member(info.name, info)
 
+    def _open_failed(self, kind: str, err: Exception) -> DatasetError:
+        """The error for an archive that cannot be opened: unreadable, or not an archive."""
+        if isinstance(err, OSError) and err.errno is not None:
+            return unreadable(self.path, err)
+        return DatasetError(f"{self.path}: not a readable {kind} archive ({err}); download it "
+                            "again")
+
     def _add_member(self, raw_name: str, info: object) -> None:
         name = normalise(raw_name)
-        name = printable(name) if name is not None else None
         if name is None:
             self._problem(f"{self.path}:{printable(raw_name)}",
                           "path leaves the archive (absolute, or with '..'); not read")
-        elif name in self._members:
-            self._problem(f"{self.path}:{name}",
-                          "appears more than once in the archive; only the last copy is read")
-            self._members[name] = info
-        elif name:
+        elif name := printable(name):
+            if name in self._members:
+                self._problem(f"{self.path}:{name}",
+                              "appears more than once in the archive; only the last copy is read")
             self._members[name] = info
 
     def files(self) -> list[str]:
@@ -203,8 +194,8 @@ class RawTree:
         oversized member (one item: the readers skip it), ``DatasetError`` for an unreadable file.
         """
         where, member = self.where(name), self._members[name]
-        if limit is not None and self.size(name) > limit:
-            raise ImageError(f"{where}: {self.size(name) / 2**20:.0f} MiB, too large for a face "
+        if limit is not None and (size := self.size(name)) > limit:
+            raise ImageError(f"{where}: {size / 2**20:.0f} MiB, too large for a face "
                              f"image (limit {limit / 2**20:.0f} MiB); not read")
         try:
             if isinstance(member, zipfile.ZipInfo):

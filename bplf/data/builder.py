@@ -43,7 +43,7 @@ def find_sources(raw: Path) -> list[tuple[str, str, RawTree, str | None]]:
     """
     found, ignored = _scan(raw)
     for entry in ignored:
-        warnings.warn(f"{entry['reason']}", stacklevel=2)
+        warnings.warn(entry["reason"], stacklevel=2)
     return found
 
 

@@ -24,6 +24,12 @@ def gaussian_sample(mean: Tensor, log_std: Tensor, temperature: float = 1.0,
     return mean + temperature * log_std.exp() * eps.to(mean.device)
 
 
+def class_offset(table: Tensor, y: Tensor) -> Tensor:
+    """``table[y]`` for a (K, ...) table of per-class offsets, where label K, the null label of
+    label dropout and guidance, has no offset."""
+    return torch.cat([table, torch.zeros_like(table[:1])])[y]
+
+
 class ClassConditionalPrior(nn.Module):
     """Diagonal Gaussian over the top latent, with a learned mean and log-std per class.
 
@@ -73,11 +79,9 @@ class ClassConditionalPrior(nn.Module):
         y = self._labels(y)
         if y is None:
             return self.base_mean, self.base_log_std
-        class_mean, class_log_std = self.class_mean, self.class_log_std
-        if self.null_label:  # row num_classes: no offset, the base Gaussian
-            class_mean = torch.cat([class_mean, torch.zeros_like(class_mean[:1])])
-            class_log_std = torch.cat([class_log_std, torch.zeros_like(class_log_std[:1])])
-        return self.base_mean + class_mean[y], self.base_log_std + class_log_std[y]
+        # (label num_classes, accepted only with null_label, is the base Gaussian)
+        return (self.base_mean + class_offset(self.class_mean, y),
+                self.base_log_std + class_offset(self.class_log_std, y))
 
     def log_prob(self, z: Tensor, y: Tensor | int | None = None) -> Tensor:
         """log p(z | y) in nats, per sample -> (N,)."""

@@ -6,7 +6,7 @@ import torch
 from torch import Tensor, nn
 
 from bplf.flows.base import FlowModule
-from bplf.flows.prior import gaussian_log_prob, gaussian_sample
+from bplf.flows.prior import class_offset, gaussian_log_prob, gaussian_sample
 
 
 class Split(FlowModule):
@@ -49,9 +49,8 @@ class Split(FlowModule):
         mean, log_std = self.prior(kept).chunk(2, dim=1)
         if y is not None and self.class_mean is not None:
             y = torch.as_tensor(y, dtype=torch.long, device=kept.device)
-            pad = torch.zeros_like(self.class_mean[:1])  # row num_classes: the null label
-            mean = mean + torch.cat([self.class_mean, pad])[y]
-            log_std = log_std + torch.cat([self.class_log_std, pad])[y]
+            mean = mean + class_offset(self.class_mean, y)
+            log_std = log_std + class_offset(self.class_log_std, y)
         return mean, log_std
 
     def log_prob(self, z: Tensor, kept: Tensor, y: Tensor | int | None = None) -> Tensor:
