@@ -138,6 +138,19 @@ def cmd_ablate(args: argparse.Namespace) -> None:
         print(f"== {grid} ==\n{summary(rows).to_string()}")
 
 
+def cmd_ablate_fidelity(args: argparse.Namespace) -> None:
+    from bplf.conditioning import FidelityConfig, evaluate_grid, summary, verdicts
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    cfg = FidelityConfig(per_emotion=args.per_emotion, edit_faces=args.edit_faces)
+    rows = evaluate_grid(args.grid, args.budget, tuple(args.seeds), args.configs, cfg,
+                         workers=args.workers)
+    print(summary(rows).to_string())
+    if "top-prior" in set(rows["config"]):
+        print(verdicts(rows).to_string())
+
+
 def cmd_build_data(args: argparse.Namespace) -> None:
     from bplf.data import build_emotion_set
 
@@ -228,8 +241,9 @@ def main(argv: list[str] | None = None) -> None:
     p = sub.add_parser("ablate",
                        help="train ablation grids into results/ablations/BUDGET/GRID.csv")
     p.add_argument("--grid", required=True, nargs="+",
-                   help="conditioner, pca, branches and/or baselines")
-    p.add_argument("--budget", default="cpu", help="gpu, cpu or quick (bplf.experiments.BUDGETS)")
+                   help="conditioner, pca, branches, baselines and/or conditioning")
+    p.add_argument("--budget", default="cpu",
+                   help="gpu, cpu, cpu-long or quick (bplf.experiments.BUDGETS)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--configs", nargs="+", help="only these configs of the grid")
     p.add_argument("--threads", type=int)
@@ -237,6 +251,18 @@ def main(argv: list[str] | None = None) -> None:
                    help="train this many runs at once, one process each (a GPU fits many)")
     p.add_argument("--device", default=None)
     p.set_defaults(func=cmd_ablate)
+
+    p = sub.add_parser("ablate-fidelity", help="samples and edits of an ablation grid's runs: "
+                       "results/ablations/BUDGET/GRID-fidelity.csv (bplf.conditioning)")
+    p.add_argument("--grid", default="conditioning")
+    p.add_argument("--budget", default="cpu-long")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    p.add_argument("--configs", nargs="+", help="only these configs of the grid")
+    p.add_argument("--per-emotion", type=int, default=300, help="samples per emotion and setting")
+    p.add_argument("--edit-faces", type=int, default=200, help="test faces edited toward all 7")
+    p.add_argument("--threads", type=int)
+    p.add_argument("--workers", type=int, default=1, help="runs evaluated at once")
+    p.set_defaults(func=cmd_ablate_fidelity)
 
     p = sub.add_parser("build-data", help="build the emotion set from BPLF_RAW_DIR")
     p.add_argument("--force", action="store_true")

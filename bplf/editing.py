@@ -126,14 +126,17 @@ def interpolate(model: BPLF, x_a: Tensor, x_b: Tensor, steps: int = 8, y=None) -
 
 @torch.no_grad()
 def sample_faces(model: BPLF, n_per_emotion: int, temperature: float, seed: int = 0,
-                 batch_size: int = 500) -> tuple[torch.Tensor, np.ndarray]:
+                 batch_size: int = 500, guidance: float = 1.0) -> tuple[torch.Tensor, np.ndarray]:
     """``n_per_emotion`` samples of every emotion as uint8 (N, 48, 48), with their labels; fixed
-    seeds (one generator per temperature, drawn in fixed-size batches)."""
+    seeds (one generator per temperature, drawn in fixed-size batches); ``guidance`` as in
+    ``BPLF.sample``."""
     device = next(model.parameters()).device
     y = np.repeat(np.arange(model.config.num_classes), n_per_emotion)
     gen = torch.Generator(device=device).manual_seed(seed)
+    guided = {"guidance": guidance} if guidance != 1.0 else {}  # the peers have no guidance
     out = []
     for i in range(0, len(y), batch_size):
         yb = torch.as_tensor(y[i : i + batch_size], device=device)
-        out.append(to_uint8(model.sample(len(yb), yb, temperature, generator=gen)).cpu())
+        out.append(to_uint8(model.sample(len(yb), yb, temperature, generator=gen,
+                                         **guided)).cpu())
     return torch.cat(out)[:, 0], y

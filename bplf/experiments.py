@@ -20,6 +20,7 @@ import platform
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -41,51 +42,90 @@ from bplf.utils import atomic_write, progress
 RESULTS_DIR = REPO_ROOT / "results" / "ablations"
 RUNS_DIR = REPO_ROOT / "runs" / "ablations"
 
-#: grid -> config name -> (preset, ModelConfig overrides). The paper's claims: (a) three layers
-#: of 3x3 convolutions are the best conventional conditioner; (b) PCA speeds up training.
-GRIDS: dict[str, dict[str, tuple[str, dict]]] = {
+class GridConfig(NamedTuple):
+    """One config of a grid: a preset, its ModelConfig overrides and TrainConfig overrides (on
+    top of the budget's); ``match``: the preset whose parameter count this config's width is
+    chosen to match under every budget (``matched_width``)."""
+
+    preset: str
+    model: dict = {}
+    train: dict = {}
+    match: str | None = None
+
+
+#: the label in every coupling, and in every split prior (label-aware flows, notebook 05)
+_COUPLINGS = {"split_conditioning": True, "coupling_conditioning": True}
+
+#: grid -> config name -> GridConfig. The paper's claims: (a) three layers of 3x3 convolutions
+#: are the best conventional conditioner; (b) PCA speeds up training. The conditioning grid:
+#: where the emotion label enters, cumulatively (top prior, + split priors, + couplings, + Glow's
+#: class loss), couplings trained with label dropout for guidance, and all of them together.
+GRIDS: dict[str, dict[str, GridConfig]] = {
     "conditioner": {
-        "depth1-3x3": ("bplf", {"coupling_depth": 1}),
-        "depth2-3x3": ("bplf", {"coupling_depth": 2}),
-        "depth3-3x3": ("bplf", {}),
-        "depth4-3x3": ("bplf", {"coupling_depth": 4}),
-        "depth3-1x1": ("bplf", {"kernel_size": 1}),
-        "depth3-5x5": ("bplf", {"kernel_size": 5}),
+        "depth1-3x3": GridConfig("bplf", {"coupling_depth": 1}),
+        "depth2-3x3": GridConfig("bplf", {"coupling_depth": 2}),
+        "depth3-3x3": GridConfig("bplf"),
+        "depth4-3x3": GridConfig("bplf", {"coupling_depth": 4}),
+        "depth3-1x1": GridConfig("bplf", {"kernel_size": 1}),
+        "depth3-5x5": GridConfig("bplf", {"kernel_size": 5}),
     },
     "pca": {
-        "none": ("bplf", {"pca": "none"}),
-        "patch": ("bplf", {"pca": "patch"}),
-        "patch-trainable": ("bplf", {"pca": "patch", "pca_trainable": True}),
-        "zca": ("bplf", {"pca": "zca"}),
-        "zca-trainable": ("bplf", {"pca": "zca", "pca_trainable": True}),
-        "global": ("bplf", {"pca": "global"}),
-        "global-trainable": ("bplf", {"pca": "global", "pca_trainable": True}),
+        "none": GridConfig("bplf", {"pca": "none"}),
+        "patch": GridConfig("bplf", {"pca": "patch"}),
+        "patch-trainable": GridConfig("bplf", {"pca": "patch", "pca_trainable": True}),
+        "zca": GridConfig("bplf", {"pca": "zca"}),
+        "zca-trainable": GridConfig("bplf", {"pca": "zca", "pca_trainable": True}),
+        "global": GridConfig("bplf", {"pca": "global"}),
+        "global-trainable": GridConfig("bplf", {"pca": "global", "pca_trainable": True}),
     },
     "branches": {
-        "both": ("bplf", {}),
-        "conv": ("bplf", {"conditioner": "conv"}),
-        "linear": ("bplf", {"conditioner": "linear"}),
+        "both": GridConfig("bplf"),
+        "conv": GridConfig("bplf", {"conditioner": "conv"}),
+        "linear": GridConfig("bplf", {"conditioner": "linear"}),
     },
     "baselines": {
-        "bplf": ("bplf", {}),
-        "glow": ("glow", {}),
-        "realnvp": ("realnvp", {}),
-        "glow-normflows": ("glow-normflows", {}),
+        "bplf": GridConfig("bplf"),
+        "bplf-glow-size": GridConfig("bplf", match="glow"),
+        "glow": GridConfig("glow"),
+        "realnvp": GridConfig("realnvp"),
+        "glow-normflows": GridConfig("glow-normflows"),
+    },
+    "conditioning": {
+        "top-prior": GridConfig("bplf"),
+        "split-priors": GridConfig("bplf", {"split_conditioning": True}),
+        "couplings": GridConfig("bplf", _COUPLINGS),
+        "class-loss": GridConfig("bplf", {**_COUPLINGS, "class_head": True},
+                                 {"class_loss_weight": 0.01}),
+        "label-dropout": GridConfig("bplf", _COUPLINGS, {"label_dropout": 0.15}),
+        "all": GridConfig("bplf", {**_COUPLINGS, "class_head": True},
+                          {"class_loss_weight": 0.01, "label_dropout": 0.15}),
     },
 }
 
-#: where the emotion label enters (ModelConfig): the top prior only (today), + every split prior,
-#: + every coupling. Not yet in GRIDS: it needs (1) more colours in ``viz.config_colors`` (its
-#: 20 would leave one for configs outside the grids, tests/test_widgets.py asks for two) and (2)
-#: a grid entry that can carry TrainConfig overrides (the runner passes ModelConfig overrides
-#: only) for its other two configs: "class-loss" (the "couplings" overrides and class_head=True,
-#: with TrainConfig.class_loss_weight=0.01) and "label-dropout" (the "couplings" overrides, with
-#: TrainConfig.label_dropout=0.1).
-CONDITIONING_GRID: dict[str, tuple[str, dict]] = {
-    "top-prior": ("bplf", {}),
-    "split-priors": ("bplf", {"split_conditioning": True}),
-    "couplings": ("bplf", {"split_conditioning": True, "coupling_conditioning": True}),
-}
+
+def matched_width(preset: str, model: dict, target: str) -> int:
+    """The ``hidden_channels`` that brings ``preset`` (with ``model`` overrides) closest to the
+    parameter count of ``target`` with the same overrides (a fair comparison at equal size)."""
+    goal = make_model(dataclasses.replace(PRESETS[target], **model)).num_parameters()
+
+    def params(width: int) -> int:
+        config = dataclasses.replace(PRESETS[preset], **{**model, "hidden_channels": width})
+        return make_model(config).num_parameters()
+
+    low, high = 1, 1024  # the parameter count grows with the width: bisect for the goal
+    while low < high:
+        mid = (low + high) // 2
+        low, high = (mid + 1, high) if params(mid) < goal else (low, mid)
+    return min({max(low - 1, 1), low}, key=lambda w: abs(params(w) - goal))
+
+
+def grid_overrides(config: GridConfig, budget_model: dict) -> dict:
+    """A config's ModelConfig overrides under a budget: the budget's, then the config's, then
+    the matched width."""
+    model = {**budget_model, **config.model}
+    if config.match:
+        model["hidden_channels"] = matched_width(config.preset, model, config.match)
+    return model
 
 
 @dataclass
@@ -117,6 +157,10 @@ BUDGETS: dict[str, Budget] = {
                    val_size=1000, tf32=True),
     "cpu": _budget(1500, 150, {"hidden_channels": 32, "steps_per_level": 4,
                                "coupling_min_scale": 0.0}, warmup_steps=200, val_size=1000),
+    # the cpu model for longer, with a cool-down: the shortest budget tried at which the
+    # top-prior model's samples read as their emotion above chance (the conditioning grid)
+    "cpu-long": _budget(4000, 500, {"hidden_channels": 32, "steps_per_level": 4},
+                        warmup_steps=200, cooldown_steps=1000, val_size=1000),
     "quick": _budget(12, 6, {"hidden_channels": 8, "steps_per_level": 1}, batch_size=16,
                      warmup_steps=4, val_size=64, train_limit=400),
 }
@@ -152,12 +196,12 @@ def read_results(grid: str, budget: str = "cpu",
     return pd.read_csv(path) if path.exists() else pd.DataFrame(columns=COLUMNS)
 
 
-def _pending(grid: str, budget: Budget | str, seeds: tuple[int, ...],
-             configs: list[str] | None, results_dir: Path | str | None,
-             runs_dir: Path | str) -> tuple[str, Path, list[tuple]]:
-    """The budget's name, the grid's results folder, and its (config, seed) runs not yet in
-    the results file, each as (config, seed, TrainConfig, model overrides, run directory).
-    Unknown grid, config or budget names are refused."""
+def grid_runs(grid: str, budget: Budget | str, seeds: tuple[int, ...],
+              configs: list[str] | None = None,
+              runs_dir: Path | str = RUNS_DIR) -> tuple[str, list[tuple]]:
+    """The budget's name and every (config, seed) run of ``grid`` under it, each as (config,
+    seed, TrainConfig, model overrides, run directory). Unknown grid, config or budget names
+    are refused."""
     if grid not in GRIDS:
         raise ValueError(f"unknown grid {grid!r}; valid: {sorted(GRIDS)}")
     names = configs or list(GRIDS[grid])
@@ -168,21 +212,30 @@ def _pending(grid: str, budget: Budget | str, seeds: tuple[int, ...],
         raise ValueError(f"unknown budget {budget!r}; valid: {sorted(BUDGETS)}")
     budget_name = budget if isinstance(budget, str) else "custom"
     budget = BUDGETS[budget] if isinstance(budget, str) else budget
+    runs = []
+    for name in names:
+        config = GRIDS[grid][name]
+        model = grid_overrides(config, budget.model)
+        train = dataclasses.replace(budget.train, **config.train)
+        key = run_key(config.preset, model, train)
+        runs += [(name, seed, dataclasses.replace(train, preset=config.preset, seed=seed),
+                  model, Path(runs_dir) / key / f"seed{seed}") for seed in seeds]
+    return budget_name, runs
+
+
+def _pending(grid: str, budget: Budget | str, seeds: tuple[int, ...],
+             configs: list[str] | None, results_dir: Path | str | None,
+             runs_dir: Path | str) -> tuple[str, Path, list[tuple]]:
+    """The budget's name, the grid's results folder, and the runs of ``grid_runs`` not yet in
+    the results file."""
+    budget_name, runs = grid_runs(grid, budget, seeds, configs, runs_dir)
     results_dir = Path(results_dir or RESULTS_DIR / budget_name)
     done = read_results(grid, results_dir=results_dir)
     have = set(zip(done["config"], done["seed"], strict=True))
-    runs = []
-    for name in names:
-        preset, overrides = GRIDS[grid][name]
-        model = {**budget.model, **overrides}
-        key = run_key(preset, model, budget.train)
-        runs += [(name, seed, dataclasses.replace(budget.train, preset=preset, seed=seed), model,
-                  Path(runs_dir) / key / f"seed{seed}") for seed in seeds
-                 if (name, seed) not in have]
-    return budget_name, results_dir, runs
+    return budget_name, results_dir, [r for r in runs if (r[0], r[1]) not in have]
 
 
-def _finished(out: Path, steps: int) -> bool:
+def finished(out: Path, steps: int) -> bool:
     """Whether the run in ``out`` has trained and logged all ``steps``."""
     if not (out / CHECKPOINT_FILE).exists() or not (out / METRICS_FILE).exists():
         return False
@@ -202,7 +255,7 @@ def run_grid(grid: str, budget: Budget | str = "cpu", seeds: tuple[int, ...] = (
                                               runs_dir)
     device = torch.device(device) if device else default_device()
     for name, seed, cfg, model, out in runs:
-        if not _finished(out, cfg.steps):  # else another grid or a worker trained it
+        if not finished(out, cfg.steps):  # else another grid or a worker trained it
             Trainer(cfg, out, model, device, emotion_set).fit(resume=True)
         params = make_model(load_run_config(out)[0]).num_parameters()
         rows = [{"grid": grid, "config": name, "seed": seed, "step": r["step"],

@@ -198,31 +198,33 @@ def confusion_heatmap(confusion: Sequence[Sequence[int]], title: str = "") -> pl
 
 
 def _config_palette() -> list[tuple[float, float, float]]:
-    """20 distinct colours: tab20's ten strong hues first, then their light partners."""
-    tab20 = sns.color_palette("tab20", 20)
-    return tab20[0::2] + tab20[1::2]
+    """40 distinct colours: tab20's ten strong hues first, then their light partners, then
+    tab20b's."""
+    tab20, tab20b = sns.color_palette("tab20", 20), sns.color_palette("tab20b", 20)
+    return tab20[0::2] + tab20[1::2] + tab20b[0::2] + tab20b[1::2]
 
 
 def config_colors(configs: Sequence[str] = ()) -> dict[str, tuple[float, float, float]]:
     """One fixed colour per ablation config, the same in every grid, budget and figure: every
     config of ``bplf.experiments.GRIDS`` (names of one model share its colour: the ``bplf``
-    preset is ``depth3-3x3``, ``patch``, ``both`` and ``bplf``), plus ``configs`` not in the
-    grids, which take the colours left over, in order."""
+    preset is ``depth3-3x3``, ``patch``, ``both``, ``bplf`` and ``top-prior``), plus
+    ``configs`` not in the grids, which take the colours left over, in order."""
     import dataclasses
     import json
 
-    from bplf.experiments import GRIDS
+    from bplf.experiments import GRIDS, GridConfig
     from bplf.model import PRESETS
 
+    def spec(config: GridConfig) -> str:
+        model = dataclasses.replace(PRESETS[config.preset], **config.model).to_dict()
+        return json.dumps([model, config.train, config.match], sort_keys=True)
+
     palette = _config_palette()
-    default = json.dumps(PRESETS["bplf"].to_dict(), sort_keys=True)
-    by_model: dict[str, int] = {default: 0}  # the bplf preset: the first colour everywhere
+    by_model: dict[str, int] = {spec(GridConfig("bplf")): 0}  # the first colour everywhere
     colors: dict[str, tuple[float, float, float]] = {}
     for grid in GRIDS.values():
-        for name, (preset, overrides) in grid.items():
-            spec = json.dumps(dataclasses.replace(PRESETS[preset], **overrides).to_dict(),
-                              sort_keys=True)
-            colors[name] = palette[by_model.setdefault(spec, len(by_model)) % len(palette)]
+        for name, config in grid.items():
+            colors[name] = palette[by_model.setdefault(spec(config), len(by_model)) % len(palette)]
     unused = [c for c in palette if c not in colors.values()] or palette
     for k, name in enumerate(n for n in dict.fromkeys(configs) if n not in colors):
         colors[name] = unused[k % len(unused)]
@@ -261,4 +263,60 @@ def budget_curves(results: dict, x: str = "step", title: str = "") -> plt.Figure
     fig, axes = plt.subplots(1, len(results), figsize=(6.5 * len(results), 4), squeeze=False)
     for ax, (budget, rows) in zip(axes[0], results.items(), strict=True):
         ablation_curves(rows, x, f"{title} ({budget} budget, {rows['hardware'].iloc[0]})", ax)
+    return fig
+
+
+def conditioning_figure(rows, chance: float = 1 / len(EMOTIONS)) -> plt.Figure:
+    """The conditioning experiment (``bplf.conditioning`` rows) in three panels: sample
+    fidelity and Fréchet distance against the guidance scale (a line per temperature for each
+    config trained with label dropout; every other config a dot at guidance 1 and the
+    temperature of its best fidelity), and per config the best sample fidelity and edit hit-rate
+    at intensity 1 (of the edits that keep the person, ``conditioning.kept_edits``); seed
+    means with one standard deviation, chance (1/7) dashed."""
+    from bplf.conditioning import best_setting, kept_edits
+
+    configs = list(dict.fromkeys(rows["config"]))
+    colors = config_colors(configs)
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    plain = best_setting(rows[rows["guidance"] == 1.0], "sample_accuracy", ["temperature"])
+    best_t = plain.groupby("config")["temperature"].first()
+    styles = dict(zip(sorted(rows["temperature"].dropna().unique()), ["-", "--", ":"] * 3,
+                      strict=False))
+    for ax, metric, label in ((axes[0], "sample_accuracy", "sample fidelity (balanced acc.)"),
+                              (axes[1], "sample_fd", "Fréchet distance to real faces")):
+        m = rows[rows["metric"] == metric]
+        stats = m.groupby(["config", "temperature", "guidance"])["value"].agg(["mean", "std"])
+        for config in configs:
+            c = stats.loc[config].reset_index()
+            if c["guidance"].nunique() > 1:
+                for t, ct in c.groupby("temperature"):
+                    ax.errorbar(ct["guidance"], ct["mean"], ct["std"].fillna(0),
+                                ls=styles[t], marker="o", ms=3, capsize=2, color=colors[config],
+                                label=f"{config}, T={t}")
+            else:  # at the temperature of its best fidelity
+                best = c[c["temperature"] == best_t[config]].iloc[0]
+                ax.errorbar([1.0], [best["mean"]], [0 if np.isnan(best["std"]) else best["std"]],
+                            marker="s", capsize=2, color=colors[config],
+                            label=f"{config} (T={best['temperature']})")
+        ax.set_xlabel("guidance scale (1 = the model's own density)")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    axes[0].axhline(chance, color="k", ls="--", lw=1)
+    axes[0].legend(fontsize=7, ncol=2)
+    fid = best_setting(rows, "sample_accuracy", ["temperature", "guidance"])
+    edits = best_setting(kept_edits(rows), "edit_hit_rate", ["method", "guidance"])
+    x = np.arange(len(configs))
+    bars = ((-0.2, fid, "sample fidelity (best setting)", ""),
+            (0.2, edits, "edit hit-rate (best that keeps the person)", "//"))
+    for offset, values, name, hatch in bars:
+        stats = values.groupby("config")["value"].agg(["mean", "std"]).reindex(configs)
+        axes[2].bar(x + offset, stats["mean"], 0.4, yerr=stats["std"].fillna(0), capsize=2,
+                    color=[colors[c] for c in configs], hatch=hatch, edgecolor="k", lw=0.5,
+                    label=name)
+    axes[2].axhline(chance, color="k", ls="--", lw=1, label="chance (1/7)")
+    axes[2].set_xticks(x, configs, rotation=30, ha="right", fontsize=8)
+    axes[2].set_ylabel("read as the asked emotion")
+    axes[2].legend(fontsize=7)
+    axes[2].grid(alpha=0.3, axis="y")
+    fig.tight_layout()
     return fig

@@ -344,11 +344,3 @@ def test_shipped_model_log_prob_is_unchanged():
     for got, name in ((conditional, "conditional"), (base, "base"), (classes, "classes")):
         assert torch.allclose(got.double(), torch.tensor(expected[name], dtype=torch.float64),
                               rtol=1e-5, atol=0), name
-
-
-def test_conditioning_grid_configs_are_valid():
-    from bplf.experiments import CONDITIONING_GRID
-
-    for preset, overrides in CONDITIONING_GRID.values():
-        model = build_model(preset, **{**TINY, **overrides})
-        assert model.config.split_conditioning == overrides.get("split_conditioning", False)

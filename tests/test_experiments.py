@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
 from bplf.experiments import (
     BUDGETS,
     GRIDS,
+    grid_overrides,
     read_results,
     run_grid,
     run_grids,
@@ -15,6 +18,7 @@ from bplf.experiments import (
     steps_to_target,
     summary,
 )
+from bplf.model import PRESETS, make_model
 from bplf.train import TrainConfig, Trainer
 
 
@@ -28,6 +32,22 @@ def test_grids_name_the_paper_axes():
         GRIDS["conditioner"])
     assert {"none", "patch", "zca", "global"} <= set(GRIDS["pca"])
     assert set(GRIDS["branches"]) == {"both", "conv", "linear"}
+    assert set(GRIDS["conditioning"]) == {"top-prior", "split-priors", "couplings", "class-loss",
+                                          "label-dropout", "all"}
+
+
+@pytest.mark.parametrize("budget", sorted(BUDGETS))
+def test_the_size_matched_bplf_has_glows_parameter_count_under_every_budget(budget):
+    """Within 5% of glow's parameters, whatever width the budget gives both."""
+    config = GRIDS["baselines"]["bplf-glow-size"]
+    model = grid_overrides(config, BUDGETS[budget].model)
+    size = make_model(dataclasses.replace(PRESETS["bplf"], **model)).num_parameters()
+    glow = make_model(dataclasses.replace(PRESETS["glow"], **BUDGETS[budget].model))
+    assert abs(size / glow.num_parameters() - 1) < 0.05
+    wider = {**model, "hidden_channels": model["hidden_channels"] + 1}
+    assert make_model(dataclasses.replace(PRESETS["bplf"], **wider)).num_parameters() > size
+    full = make_model(dataclasses.replace(PRESETS["bplf"], **BUDGETS[budget].model))
+    assert full.num_parameters() > size  # the preset at the budget's width is larger
 
 
 def test_run_grid_writes_tidy_rows_and_skips_done_runs(es, tmp_path):
@@ -100,8 +120,8 @@ def test_every_config_trains_on_the_same_batches(es, tmp_path):
     cfg = TrainConfig(seed=3, init_size=32, pca_fit_size=256, train_limit=300, val_size=16)
     batches = []
     for name in ("none", "global", "patch"):
-        _, overrides = GRIDS["pca"][name]
-        trainer = Trainer(cfg, tmp_path / name, {**BUDGETS["quick"].model, **overrides}, "cpu", es)
+        model = {**BUDGETS["quick"].model, **GRIDS["pca"][name].model}
+        trainer = Trainer(cfg, tmp_path / name, model, "cpu", es)
         trainer.initialize()
         batches.append(trainer._global_batch(8))
     for x, y in batches[1:]:
