@@ -26,12 +26,15 @@ def _sync(device: torch.device) -> None:
 
 
 def throughput(preset: str = "bplf", batch_size: int = 64, image_size: int = 48, steps: int = 5,
-               warmup: int = 1, device: torch.device | str | None = None, **overrides) -> dict:
+               warmup: int = 1, device: torch.device | str | None = None, amp: bool = False,
+               **overrides) -> dict:
     """Images per second of one preset on random 8-bit images, after ``initialize``.
 
     ``train_images_per_s``: forward + backward + Adam step of the bpd loss;
     ``log_prob_images_per_s``: ``log_prob`` without gradients; ``sample_images_per_s``:
     ``sample`` (the inverse direction). Each is timed over ``steps`` calls after ``warmup``.
+    ``amp``: the training step and ``log_prob`` under bfloat16 autocast, as
+    ``TrainConfig.amp`` trains (sampling stays float32, as the package samples).
     """
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     gen = torch.Generator().manual_seed(0)
@@ -48,14 +51,18 @@ def throughput(preset: str = "bplf", batch_size: int = 64, image_size: int = 48,
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)
     scale = 1.0 / (model.num_dims * math.log(2))
 
+    def autocast() -> torch.autocast:
+        return torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp)
+
     def train_step() -> None:
         opt.zero_grad(set_to_none=True)
-        loss = -model.log_prob(x, y).mean() * scale
+        with autocast():
+            loss = -model.log_prob(x, y).mean() * scale
         loss.backward()
         opt.step()
 
     def log_prob() -> None:
-        with torch.no_grad():
+        with torch.no_grad(), autocast():
             model.log_prob(x, y)
 
     def sample() -> None:
@@ -74,7 +81,7 @@ def throughput(preset: str = "bplf", batch_size: int = 64, image_size: int = 48,
     model.train()
     train = rate(train_step)
     model.eval()
-    return {"params": model.num_parameters(), "device": str(device),
+    return {"params": model.num_parameters(), "device": str(device), "amp": amp,
             "train_images_per_s": round(train, 2),
             "log_prob_images_per_s": round(rate(log_prob), 2),
             "sample_images_per_s": round(rate(sample), 2)}

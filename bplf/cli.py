@@ -74,7 +74,8 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     report = evaluate_checkpoint(args.checkpoint, split=args.split, limit=args.limit,
                                  device=args.device, classifier=args.classifier,
                                  n_per_emotion=args.per_emotion,
-                                 temperatures=tuple(args.temperatures))
+                                 temperatures=tuple(args.temperatures),
+                                 edit_faces=args.edit_faces, guidance=tuple(args.guidance))
     text = json.dumps(report, indent=1)
     print(text)
     if args.output:
@@ -90,11 +91,13 @@ def cmd_bench(args: argparse.Namespace) -> None:
     setup_cpu()
     rows = []
     for preset in args.preset:
-        r = throughput(preset, batch_size=args.batch_size, steps=args.steps, device=args.device,
-                       **(args.model or {}))
-        r = {"preset": preset, "batch_size": args.batch_size, **r}
-        rows.append(r)
-        print(json.dumps(r))
+        for precision in args.precision:
+            r = throughput(preset, batch_size=args.batch_size, steps=args.steps,
+                           device=args.device, amp=precision == "bf16", **(args.model or {}))
+            r = {"preset": preset, "batch_size": args.batch_size,
+                 **({"model": args.model} if args.model else {}), **r}
+            rows.append(r)
+            print(json.dumps(r))
     if args.output:
         atomic_write(args.output, lambda tmp: tmp.write_text(json.dumps(rows, indent=1)))
 
@@ -211,6 +214,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--per-emotion", type=int, default=500,
                    help="fidelity metrics on this many samples per emotion (0: skip them)")
     p.add_argument("--temperatures", type=float, nargs="+", default=[0.5, 0.7, 1.0])
+    p.add_argument("--guidance", type=float, nargs="+", default=[1.0],
+                   help="guidance scales of the samples and swap edits (above 1: a model "
+                        "trained with label dropout)")
+    p.add_argument("--edit-faces", type=int, default=200,
+                   help="test faces edited toward every emotion (0: skip the edit metrics)")
     p.add_argument("--classifier", type=Path, help="classifier directory (default: shipped)")
     p.add_argument("--device", default=None)
     p.set_defaults(func=cmd_evaluate)
@@ -221,6 +229,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--model", type=_json_arg, help="model config overrides (JSON)")
+    p.add_argument("--precision", nargs="+", choices=["float32", "bf16"], default=["float32"],
+                   help="time each preset in each: bf16 is autocast, as TrainConfig.amp")
     p.add_argument("--output", type=Path)
     p.add_argument("--device", default=None)
     p.set_defaults(func=cmd_bench)

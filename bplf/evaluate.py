@@ -54,9 +54,12 @@ def bpd_report(model: BPLF, images: np.ndarray, labels: np.ndarray,
 
 @torch.no_grad()
 def round_trip_report(model: DensityModel, images: np.ndarray,
-                      device: torch.device | str | None = None, batch_size: int = 256) -> dict:
+                      device: torch.device | str | None = None, batch_size: int = 256,
+                      labels: np.ndarray | None = None) -> dict:
     """Encode and decode every face of ``images`` (uint8, centred dequantisation: the
-    deterministic model-space image) and report how exactly they come back.
+    deterministic model-space image) and report how exactly they come back. A model whose map
+    depends on the emotion (label-conditioned couplings) is run with ``labels``, each face's
+    own emotion.
 
     ``max_abs_error`` and ``worst_index``: the worst face (inf where a decode is not finite);
     ``not_uint8_identical``: faces whose decoded image quantises to another uint8 image;
@@ -64,10 +67,14 @@ def round_trip_report(model: DensityModel, images: np.ndarray,
     """
     device = torch.device(device) if device else next(model.parameters()).device
     model.eval()
+    if getattr(model, "map_depends_on_label", False) and labels is None:
+        raise ValueError("this model's map depends on the emotion: pass the faces' labels")
     errors, identical = [], []
     for i in progress(range(0, len(images), batch_size), desc="round trips"):
         x = dequantize(images[i : i + batch_size], centre=True).to(device)
-        back = model.decode(model.encode(x))
+        y = (torch.as_tensor(labels[i : i + batch_size], device=device)
+             if getattr(model, "map_depends_on_label", False) else None)
+        back = model.decode(model.encode(x, y), y)
         err = (back - x).abs().flatten(1).amax(1)
         err[~torch.isfinite(back).flatten(1).all(1)] = math.inf
         errors.append(err.cpu())
@@ -79,27 +86,66 @@ def round_trip_report(model: DensityModel, images: np.ndarray,
             "nonfinite": int((~torch.isfinite(err)).sum())}
 
 
+#: a sampling setting is recommended only if its Fréchet distance is within this factor of the
+#: model's lowest: fidelity bought with faces that stop looking real does not count
+FD_TOLERANCE = 1.5
+
+
+def recommend(report: dict) -> dict:
+    """The settings to use, from an ``evaluate_checkpoint`` report with fidelity and edits.
+
+    ``samples``: among the model's temperatures in [0.5, 1] and guidance scales, the highest
+    sample fidelity whose FD is within ``FD_TOLERANCE`` of the model's lowest; ``edits``: the
+    method and guidance with the highest hit-rate at intensity 1 among those that keep the
+    person (SSIM to the input above, RMSE below, two different real faces of one emotion)."""
+    rows = [r for r in report["fidelity"] if r["generator"] == report["checkpoint"]
+            and 0.5 <= r["temperature"] <= 1.0]
+    lowest = min(r["fd"] for r in rows)
+    best = max((r for r in rows if r["fd"] <= FD_TOLERANCE * lowest),
+               key=lambda r: r["accuracy"])
+    out = {"samples": {k: best[k] for k in ("temperature", "guidance", "accuracy", "fd")},
+           "fd_tolerance": FD_TOLERANCE}
+    kept = [e for e in report.get("edits", [])
+            if e["identity"]["edit_ssim"] > e["identity"]["different_person_ssim"]
+            and e["identity"]["edit_rmse"] < e["identity"]["different_person_rmse"]]
+    if kept:
+        e = max(kept, key=lambda e: e["hit_rate"]["1.0"])
+        out["edits"] = {"method": e["method"], "guidance": e["guidance"],
+                        "hit_rate": e["hit_rate"]["1.0"],
+                        "ssim": e["identity"]["edit_ssim"], "rmse": e["identity"]["edit_rmse"],
+                        "different_person_ssim": e["identity"]["different_person_ssim"],
+                        "different_person_rmse": e["identity"]["different_person_rmse"]}
+    return out
+
+
 def evaluate_checkpoint(path: Path | str, split: str = "test", limit: int | None = None,
                         device: torch.device | str | None = None,
                         classifier: Path | str | None = None, n_per_emotion: int = 0,
                         temperatures: tuple[float, ...] = (0.5, 0.7, 1.0),
-                        edit_faces: int = 100, guidance: float = 1.0) -> dict:
-    """Per-source and overall bpd on ``split`` and the round trip of every face evaluated
-    (``round_trip_report``), for a run directory;
-    with ``n_per_emotion`` > 0 also the fidelity table (``bplf.metrics.fidelity``) of this model
-    and of its untrained floor, judged by the classifier in ``classifier`` (default: shipped),
-    and the edit metrics (``fidelity.edit_report``: hit-rate per intensity and identity kept,
-    every editing method the model supports, ``guidance`` for swap) on ``edit_faces`` faces."""
-    from bplf.train import load_checkpoint
+                        edit_faces: int = 200, guidance: tuple[float, ...] = (1.0,)) -> dict:
+    """Per-source and overall bpd on ``split``, the flow's own classifier per source
+    (``bpd_report``), and the round trip of every face evaluated (``round_trip_report``), for a
+    run directory. With ``n_per_emotion`` > 0 also the fidelity table
+    (``bplf.metrics.fidelity``) of this model at every temperature and guidance scale and of
+    its untrained floor, judged by the classifier in ``classifier`` (default: shipped); the
+    edit metrics (``fidelity.edit_report``: hit-rate per intensity and identity kept, every
+    editing method the model supports, each guidance scale for swap) on ``edit_faces`` faces;
+    and the ``recommend``-ed settings. A guidance scale above 1 needs a run trained with label
+    dropout (its null label is what guidance extrapolates from)."""
+    from bplf.train import load_checkpoint, load_run_config
 
     model = load_checkpoint(path, device)
+    guidance = tuple(guidance)
+    if any(g != 1.0 for g in guidance) and load_run_config(path)[1].label_dropout == 0:
+        raise ValueError(f"{path}: trained without label dropout, so it has no null label to "
+                         f"guide from; evaluate it at guidance 1 only (got {guidance})")
     es = load_emotion_set()
     train_labels = es.select(split="train").labels
     prior = np.bincount(train_labels, minlength=len(EMOTIONS)) / len(train_labels)
     data = es.select(split=split)
     report: dict = {"checkpoint": Path(path).name, "split": split, "bits": 8,
                     "class_prior": "train-split emotion frequencies", "sources": {}}
-    weighted, total, evaluated = 0.0, 0, []
+    weighted, total, evaluated, evaluated_labels = 0.0, 0, [], []
     for source in sorted(set(data.source)):
         sub = data.select(source=source)
         if limit:
@@ -109,17 +155,21 @@ def evaluate_checkpoint(path: Path | str, split: str = "test", limit: int | None
         weighted += r["marginal_bpd"] * r["n"]
         total += r["n"]
         evaluated.append(sub.images)
+        evaluated_labels.append(sub.labels)
     report["overall_marginal_bpd"] = weighted / total if total else math.nan
     # every evaluated face: the rare ones that float32 cannot invert are what this is for
-    report["round_trip"] = round_trip_report(model, np.concatenate(evaluated), device)
+    report["round_trip"] = round_trip_report(model, np.concatenate(evaluated), device,
+                                             labels=np.concatenate(evaluated_labels))
     report["round_trip_max_abs_error"] = report["round_trip"]["max_abs_error"]
     if n_per_emotion > 0:
         from bplf.metrics import load_classifier
         from bplf.metrics.fidelity import FLOOR, fidelity_table, untrained_like
 
-        generators = {Path(path).name: model, FLOOR: untrained_like(model, es)}
+        name = Path(path).name
+        generators = {name: model, FLOOR: untrained_like(model, es)}
         judge = load_classifier(classifier, device)
-        report["fidelity"] = fidelity_table(generators, judge, es, temperatures, n_per_emotion)
+        report["fidelity"] = fidelity_table(generators, judge, es, temperatures, n_per_emotion,
+                                            guidance={name: guidance})
         if edit_faces > 0 and hasattr(model, "top_prior"):  # a BPLF (the peers cannot edit)
             from bplf.editing import latent_means
             from bplf.metrics.fidelity import edit_report
@@ -128,4 +178,5 @@ def evaluate_checkpoint(path: Path | str, split: str = "test", limit: int | None
             means = latent_means(model, es, per_emotion=200)
             report["edits"] = edit_report(model, judge, faces.images, faces.labels, means,
                                           guidance=guidance)
+        report["recommended"] = recommend(report)
     return report

@@ -100,6 +100,12 @@ GRIDS: dict[str, dict[str, GridConfig]] = {
         "all": GridConfig("bplf", {**_COUPLINGS, "class_head": True},
                           {"class_loss_weight": 0.01, "label_dropout": 0.15}),
     },
+    # the shipped model's configuration in float32 and under bf16 autocast (TrainConfig.amp):
+    # does bf16 cost bpd at equal steps?
+    "precision": {
+        "float32": GridConfig("bplf", _COUPLINGS, {"label_dropout": 0.15}),
+        "bf16": GridConfig("bplf", _COUPLINGS, {"label_dropout": 0.15, "amp": True}),
+    },
 }
 
 

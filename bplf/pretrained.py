@@ -15,11 +15,14 @@ import torch
 from bplf.model import BPLF
 from bplf.settings import REPO_ROOT
 from bplf.train import CHECKPOINT_FILE, load_checkpoint, read_checkpoint
-from bplf.utils import atomic_save
+from bplf.utils import atomic_save, read_json_object
 
 #: the checkpoint trained and committed by the repo (see its README.md for the command)
 PRETRAINED_DIR = REPO_ROOT / "checkpoints" / "bplf-emotion48"
+#: the model it replaced (no label in the couplings), kept with its config and figures
+PREVIOUS_DIR = REPO_ROOT / "checkpoints" / "bplf-emotion48-v1"
 EXPORT_FILE = "model.pt"
+EVALUATION_FILE = "evaluation.json"
 
 
 def export_model(run: Path | str, weights: str = "best.pt") -> Path:
@@ -50,3 +53,23 @@ def load_pretrained(path: Path | str | None = None,
             f"{path}: no pretrained model here (expected config.json and {EXPORT_FILE}; make one "
             "with `python -m bplf train --out DIR` then `python -m bplf export --run DIR`)")
     return load_checkpoint(path, device)
+
+
+def read_evaluation(path: Path | str | None = None) -> dict:
+    """The ``evaluation.json`` that ``python -m bplf evaluate`` wrote for a model directory
+    (default: the shipped model); a file that is not a JSON object raises ``CheckpointError``
+    naming it."""
+    return read_json_object(Path(path or PRETRAINED_DIR) / EVALUATION_FILE,
+                            "rewrite it with the `python -m bplf evaluate` command in the "
+                            "directory's README.md")
+
+
+def recommended(path: Path | str | None = None) -> dict:
+    """The sampling and editing settings to use with a model, as its evaluation chose them
+    (``bplf.evaluate.recommend``): ``samples`` (temperature, guidance) and ``edits`` (method,
+    guidance)."""
+    report = read_evaluation(path)
+    if "recommended" not in report:
+        raise KeyError(f"{Path(path or PRETRAINED_DIR) / EVALUATION_FILE}: no recommended "
+                       "settings (written by `python -m bplf evaluate --per-emotion N`)")
+    return report["recommended"]

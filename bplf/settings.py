@@ -8,6 +8,8 @@ datasets and the built files.
 from __future__ import annotations
 
 import os
+import platform
+import subprocess
 from pathlib import Path
 
 import torch
@@ -56,6 +58,31 @@ def default_device() -> torch.device:
 def setup_cpu() -> None:
     """Flush denormals to zero: flow training ran 1.3x-4.6x faster on CPU with it."""
     torch.set_flush_denormal(True)
+
+
+#: CPU feature flags of native bfloat16 arithmetic: x86 (Linux ``/proc/cpuinfo``) and Arm
+_BF16_FLAGS = {"avx512_bf16", "amx_bf16", "bf16"}
+
+
+def cpu_has_bf16(cpuinfo: str = "/proc/cpuinfo") -> bool:
+    """Whether this CPU computes in bfloat16 natively (x86: AVX512-BF16 or AMX, e.g. Intel
+    Cooper Lake, Sapphire Rapids and later, AMD Zen 4 and later; Arm: FEAT_BF16, e.g. Apple M2
+    and later, Graviton 3). Without it, bf16 autocast emulates the arithmetic and is slower than
+    float32. Unknown platforms answer False."""
+    system = platform.system()
+    try:
+        if system == "Linux":
+            with open(cpuinfo) as f:
+                for line in f:
+                    if line.split(":")[0].strip() in ("flags", "Features"):
+                        return bool(_BF16_FLAGS & set(line.split(":", 1)[1].split()))
+        elif system == "Darwin":
+            out = subprocess.run(["sysctl", "-n", "hw.optional.arm.FEAT_BF16"],
+                                 capture_output=True, text=True, timeout=5).stdout
+            return out.strip() == "1"
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return False
 
 
 def set_tf32(enabled: bool) -> None:

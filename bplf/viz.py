@@ -125,14 +125,16 @@ def draw_bi_parallel_coupling(depth: int = 3, kernel: int = 3) -> plt.Figure:
 
 
 def samples_per_emotion(model, per_emotion: int = 8, temperature: float = 0.7,
-                        seed: int = 0) -> plt.Figure:
-    """One row per emotion of class-conditional samples at ``temperature``, fixed seed."""
+                        seed: int = 0, guidance: float = 1.0) -> plt.Figure:
+    """One row per emotion of class-conditional samples at ``temperature`` (and ``guidance``,
+    for a model trained with label dropout), fixed seed."""
     from bplf.editing import sample_faces
 
-    images, _ = sample_faces(model, per_emotion, temperature, seed)
+    images, _ = sample_faces(model, per_emotion, temperature, seed, guidance=guidance)
     fig = face_grid(images.numpy(), ncols=per_emotion,
                     row_labels=EMOTIONS[: model.config.num_classes])
-    fig.suptitle(f"samples at temperature {temperature}", fontsize=9, y=1.02)
+    guided = f", guidance {guidance:g}" if guidance != 1.0 else " (no guidance)"
+    fig.suptitle(f"samples at temperature {temperature}{guided}", fontsize=9, y=1.02)
     return fig
 
 
@@ -178,6 +180,41 @@ def edit_grid(model, images: np.ndarray, labels: Sequence[int], means, intensity
     fig = face_grid(cells, ncols=len(EMOTIONS) + 1, row_labels=row_labels)
     for ax, title in zip(fig.axes, ("input", *EMOTIONS), strict=False):
         ax.set_title(title, fontsize=8)
+    return fig
+
+
+def edit_methods_grid(model, image: np.ndarray, label: int, means,
+                      methods: Sequence[str] | None = None,
+                      intensities: Sequence[float] = (0.5, 1.0, 1.5), guidance: float = 1.0,
+                      title: str = "") -> plt.Figure:
+    """One uint8 face edited toward every emotion by every method, side by side: a row per
+    intensity, a block of seven targets per method (``guidance`` for ``swap``), the input
+    first."""
+    import torch
+
+    from bplf.editing import edit_expression, methods_for
+    from bplf.likelihood import dequantize, to_uint8
+
+    methods = list(methods or methods_for(model))
+    k = len(EMOTIONS)
+    x = dequantize(image[None], centre=True).expand(k, -1, -1, -1)
+    cells, titles = [], []
+    for r, intensity in enumerate(intensities):
+        cells.append(image)
+        titles.append("input" if r == 0 else "")
+        for method in methods:
+            g = guidance if method == "swap" else 1.0
+            edited = edit_expression(model, x, int(label), torch.arange(k), intensity, method,
+                                     means, g)
+            cells.extend(to_uint8(edited)[:, 0].cpu().numpy())
+            name = f"{method} (g={g:g})" if method == "swap" and g != 1 else method
+            titles.extend(f"{name}\n{e}" if r == 0 else "" for e in EMOTIONS)
+    fig = face_grid(cells, ncols=1 + k * len(methods), titles=titles, scale=0.62,
+                    row_labels=[f"x{a:g}" for a in intensities])
+    for ax in fig.axes:
+        ax.title.set_fontsize(5.5)
+    if title:
+        fig.suptitle(title, fontsize=9, y=1.02)
     return fig
 
 
@@ -318,5 +355,61 @@ def conditioning_figure(rows, chance: float = 1 / len(EMOTIONS)) -> plt.Figure:
     axes[2].set_ylabel("read as the asked emotion")
     axes[2].legend(fontsize=7)
     axes[2].grid(alpha=0.3, axis="y")
+    fig.tight_layout()
+    return fig
+
+
+def guidance_figure(report: dict, previous: dict | None = None,
+                    chance: float = 1 / len(EMOTIONS)) -> plt.Figure:
+    """A model's ``python -m bplf evaluate`` report against the guidance scale, in three
+    panels: sample fidelity and Fréchet distance (a line per temperature; real faces, the
+    untrained floor and the ``previous`` model's best as horizontal lines), and the edit
+    hit-rate at intensity 1 (swap per scale; the other methods as horizontal lines; hollow
+    markers where an edit no longer keeps the person)."""
+    from bplf.metrics.fidelity import CEILING, FLOOR
+
+    rows = report["fidelity"]
+    own = [r for r in rows if r["generator"] == report["checkpoint"]]
+    ceiling = next(r for r in rows if r["generator"] == CEILING)
+    floor = [r for r in rows if r["generator"] == FLOOR]
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    for ax, key, label in ((axes[0], "accuracy", "sample fidelity (balanced acc.)"),
+                           (axes[1], "fd", "Fréchet distance to real faces")):
+        for t, style in zip(sorted({r["temperature"] for r in own}), ["-", "--", ":", "-."],
+                            strict=False):
+            line = sorted((r["guidance"], r[key]) for r in own if r["temperature"] == t)
+            ax.plot(*zip(*line, strict=True), ls=style, marker="o", ms=3, color="C0",
+                    label=f"this model, T={t}")
+        best = min if key == "fd" else max
+        refs = [(ceiling[key], "real faces", "k", "-"),
+                (best(r[key] for r in floor), "untrained (floor), best T", "C3", ":")]
+        if previous is not None:
+            prev = [r for r in previous["fidelity"] if r["generator"] == previous["checkpoint"]]
+            refs.append((best(r[key] for r in prev), "previous model, best T", "C1", "--"))
+        if key == "accuracy":
+            refs.append((chance, "chance", "grey", "--"))
+        for value, name, color, style in refs:
+            ax.axhline(value, color=color, ls=style, lw=1, label=name)
+        ax.set_xlabel("guidance scale (1 = the model's own density)")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    ax = axes[2]
+    for i, e in enumerate(report.get("edits", [])):
+        ident = e["identity"]
+        kept = (ident["edit_ssim"] > ident["different_person_ssim"]
+                and ident["edit_rmse"] < ident["different_person_rmse"])
+        hit = e["hit_rate"]["1.0"]
+        if e["method"] == "swap":
+            ax.plot(e["guidance"], hit, "o", color="C2", mfc="C2" if kept else "none",
+                    label="swap" if e["guidance"] == 1.0 else None)
+        else:
+            ax.axhline(hit, color=f"C{4 + i}", lw=1, label=e["method"])
+    ax.axhline(chance, color="grey", ls="--", lw=1, label="chance")
+    ax.set_xlabel("guidance scale of the swap edit")
+    ax.set_ylabel("edit hit-rate at intensity 1")
+    ax.set_title("hollow: the edit no longer keeps the person", fontsize=8)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
     fig.tight_layout()
     return fig

@@ -27,6 +27,8 @@ from bplf.viz import ablation_curves, face_grid
 SOURCE_NAMES = {"fer2013": "FER-2013", "ckplus": "CK+", "jaffe": "JAFFE"}
 #: a label wide enough for every control's description (no "temperat…")
 WIDE = {"description_width": "initial"}
+#: the guidance sliders' top (the shipped model's evaluation sweeps up to it)
+GUIDANCE_MAX = 16.0
 #: why the seed is off at temperature 0
 T0_NOTE = ("At temperature 0 every sample is the emotion's mean latent decoded (the mode of "
            "the prior): all samples are the same face, so the seed changes nothing.")
@@ -126,20 +128,29 @@ class _Explorer:
                 plt.close(fig)
 
 
+def guidance_slider(value: float) -> widgets.FloatSlider:
+    """Guidance scale from 1 (plain: the model's own density) up (``BPLF.sample``)."""
+    return widgets.FloatSlider(value=value, min=1.0, max=GUIDANCE_MAX, step=0.5,
+                               description="guidance", style=WIDE)
+
+
 class SampleExplorer(_Explorer):
     """Samples of a chosen emotion at a chosen temperature and seed (the seed is off at
-    temperature 0, where it changes nothing)."""
+    temperature 0, where it changes nothing). With ``guidance`` (a model trained with label
+    dropout), a guidance slider that starts there."""
 
     def __init__(self, model: BPLF, n: int = 8, emotion: str = "happy",
-                 temperature: float = 0.7, seed: int = 0):
+                 temperature: float = 0.7, seed: int = 0, guidance: float | None = None):
         self.model, self.n = model.eval(), n
         self.emotion = widgets.Dropdown(options=EMOTIONS, value=emotion, description="emotion",
                                         style=WIDE)
         self.temperature = widgets.FloatSlider(value=temperature, min=0.0, max=1.2, step=0.05,
                                                description="temperature", style=WIDE)
         self.seed = widgets.IntText(value=seed, description="seed", style=WIDE)
+        self.guidance = guidance_slider(guidance) if guidance is not None else None
         self.note = widgets.HTML()
-        self._watch(self.emotion, self.temperature, self.seed, below=(self.note,))
+        controls = [self.emotion, self.temperature, self.seed]
+        self._watch(*controls, *([self.guidance] if self.guidance else []), below=(self.note,))
 
     @property
     def deterministic(self) -> bool:
@@ -151,25 +162,30 @@ class SampleExplorer(_Explorer):
         self.note.value = f"<i>{T0_NOTE}</i>" if self.deterministic else ""
         device = next(self.model.parameters()).device
         gen = torch.Generator(device=device).manual_seed(int(self.seed.value))
+        guided = {"guidance": float(self.guidance.value)} if self.guidance else {}
         x = self.model.sample(self.n, EMOTIONS.index(self.emotion.value),
-                              float(self.temperature.value), generator=gen)
+                              float(self.temperature.value), generator=gen, **guided)
         return to_uint8(x)[:, 0].cpu().numpy()
 
     def title(self) -> str:
         seed = " (the mode: no seed)" if self.deterministic else f", seed {self.seed.value}"
-        return f"{self.emotion.value}, temperature {self.temperature.value:.2f}{seed}"
+        guided = f", guidance {self.guidance.value:g}" if self.guidance else ""
+        return f"{self.emotion.value}, temperature {self.temperature.value:.2f}{guided}{seed}"
 
     def figure(self) -> plt.Figure:
         return add_title(face_grid(self.images, ncols=self.n), self.title())
 
 
 class EditExplorer(_Explorer):
-    """Pick a face, a target emotion and an intensity: the face before and after editing.
+    """Pick a face, a target emotion, an intensity and a method: the face before and after
+    editing. ``method`` opens on that method (default: the first the model supports); with
+    ``guidance`` (a model trained with label dropout), a guidance slider for ``swap``.
     ``EditExplorer.on_test_faces`` builds the picker (every source present, labelled) and opens
     on a clear, typical face."""
 
     def __init__(self, model: BPLF, faces: EmotionSet, means: list[torch.Tensor],
-                 target: str = "happy", intensity: float = 1.0, face: int = 0):
+                 target: str = "happy", intensity: float = 1.0, face: int = 0,
+                 method: str | None = None, guidance: float | None = None):
         if len(faces) == 0:
             raise ValueError("EditExplorer needs at least one face")
         self.model, self.faces, self.means = model.eval(), faces, means
@@ -181,9 +197,12 @@ class EditExplorer(_Explorer):
         self.intensity = widgets.FloatSlider(value=intensity, min=0.0, max=1.5, step=0.05,
                                              description="intensity", style=WIDE)
         methods = methods_for(model)  # every method this model supports
-        self.method = widgets.ToggleButtons(options=methods,
-                                            value="mean" if "mean" in methods else methods[0])
-        self._watch(self.face, self.target, self.intensity, self.method)
+        if method is not None and method not in methods:
+            raise ValueError(f"method must be one of {methods} for this model, not {method!r}")
+        self.method = widgets.ToggleButtons(options=methods, value=method or methods[0])
+        self.guidance = guidance_slider(guidance) if guidance is not None else None
+        controls = [self.face, self.target, self.intensity, self.method]
+        self._watch(*controls, *([self.guidance] if self.guidance else []))
 
     @classmethod
     def on_test_faces(cls, model: BPLF, test: EmotionSet, means: list[torch.Tensor],
@@ -199,17 +218,23 @@ class EditExplorer(_Explorer):
     def render(self) -> np.ndarray:
         i = int(self.face.value)
         x = dequantize(self.faces.images[i : i + 1], centre=True)
+        swap = self.method.value == "swap"
+        if self.guidance:
+            self.guidance.disabled = not swap  # guidance applies to swap only
+        g = float(self.guidance.value) if self.guidance and swap else 1.0
         edited = edit_expression(self.model, x, int(self.faces.labels[i]),
                                  EMOTIONS.index(self.target.value), float(self.intensity.value),
-                                 self.method.value, self.means)
+                                 self.method.value, self.means, g)
+        self.applied_guidance = g
         return np.stack([self.faces.images[i], to_uint8(edited)[0, 0].cpu().numpy()])
 
     def figure(self) -> plt.Figure:
         i = int(self.face.value)
         source = f"{source_name(self.faces.source[i])}, {EMOTIONS[self.faces.labels[i]]}"
+        guided = f", guidance {self.applied_guidance:g}" if self.applied_guidance != 1 else ""
         return face_grid(self.images, ncols=2, scale=1.6,
                          titles=[f"input ({source})", f"-> {self.target.value} "
-                                 f"x{self.intensity.value:.2f}"])
+                                 f"x{self.intensity.value:.2f} ({self.method.value}{guided})"])
 
 
 class AblationExplorer(_Explorer):

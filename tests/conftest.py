@@ -115,3 +115,19 @@ def small_model(synthetic_es):
 def small_means(small_model, synthetic_es):
     """Per-emotion latent means of ``small_model`` (40 training faces each)."""
     return latent_means(small_model, synthetic_es, per_emotion=40)
+
+
+@pytest.fixture(scope="module")
+def guided_model(synthetic_es):
+    """A small BPLF with label-conditioned couplings (a null label to guide from), its
+    couplings' linear branches perturbed so the label changes the faces."""
+    torch.manual_seed(0)
+    m = build_model("bplf", levels=2, steps_per_level=1, hidden_channels=8,
+                    split_conditioning=True, coupling_conditioning=True)
+    x = dequantize(synthetic_es.select(split="train").subsample(300).images)
+    m.initialize(x[:128], torch.zeros(128, dtype=torch.long), pca_x=x)
+    with torch.no_grad():
+        for name, p in m.named_parameters():
+            if name.endswith("linear_branch.weight"):
+                p.add_(0.05 * torch.randn_like(p))
+    return m.eval()

@@ -18,3 +18,10 @@ def test_throughput_and_read_bench(tmp_path):
     table = read_bench(tmp_path)
     assert list(table.index) == [("CPU, 2 threads", 4, "bplf"), ("CPU, 2 threads", 4, "glow")]
     assert table.loc[("CPU, 2 threads", 4, "glow"), "params"] == rows[1]["params"]
+
+
+def test_throughput_under_bf16_autocast():
+    fp32, bf16 = (throughput("bplf", batch_size=4, steps=1, device="cpu", amp=amp,
+                             hidden_channels=8, steps_per_level=1) for amp in (False, True))
+    assert (fp32["amp"], bf16["amp"]) == (False, True)
+    assert bf16["train_images_per_s"] > 0 and bf16["params"] == fp32["params"]

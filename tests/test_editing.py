@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import matplotlib
+import numpy as np
 import pytest
 import torch
 
 from bplf.data import EMOTIONS
-from bplf.editing import edit_expression, edit_latents, interpolate
+from bplf.editing import edit_expression, edit_latents, interpolate, latent_means
 from bplf.likelihood import dequantize
-from bplf.viz import edit_grid
+from bplf.viz import edit_grid, edit_methods_grid
 from bplf.widgets import EditExplorer, SampleExplorer
 
 matplotlib.use("Agg")
@@ -70,6 +71,21 @@ def test_edit_grid_draws_every_target(small_model, synthetic_es, small_means):
     faces = synthetic_es.select(split="test").subsample(2)
     fig = edit_grid(small_model, faces.images, faces.labels, small_means, row_labels=["a", "b"])
     assert len(fig.axes) == 2 * 8 and fig.axes[1].get_title() == "angry"
+
+
+def test_edit_methods_grid_puts_every_method_side_by_side(guided_model, synthetic_es):
+    """A row per intensity; the input, then seven targets per method; swap guided."""
+    faces = synthetic_es.select(split="test").subsample(1, seed=0)
+    means = latent_means(guided_model, synthetic_es, per_emotion=20)
+    fig = edit_methods_grid(guided_model, faces.images[0], int(faces.labels[0]), means,
+                            intensities=(0.0, 1.0), guidance=4.0)
+    assert len(fig.axes) == 2 * (1 + 3 * 7)
+    titles = [ax.get_title() for ax in fig.axes[:22]]
+    assert titles[:2] == ["input", "mean\nangry"] and titles[15] == "swap (g=4)\nangry"
+    drawn = [ax.get_images()[0].get_array() for ax in fig.axes]
+    # intensity 0 gives the input back under every method; intensity 1 changes it
+    assert all((np.asarray(a) == faces.images[0]).all() for a in drawn[:22])
+    assert not all((np.asarray(a) == faces.images[0]).all() for a in drawn[23:])
 
 
 def test_sample_explorer_callbacks(small_model):

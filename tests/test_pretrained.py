@@ -54,6 +54,21 @@ def test_committed_evaluation_matches_the_bar():
     assert trip["not_uint8_identical"] == trip["nonfinite"] == 0, trip
 
 
+def test_recommended_settings_are_read_from_the_evaluation(tmp_path):
+    from bplf.pretrained import read_evaluation, recommended
+    from bplf.utils import CheckpointError
+
+    best = {"samples": {"temperature": 0.7, "guidance": 5.0}, "edits": {"method": "swap"}}
+    (tmp_path / "evaluation.json").write_text(json.dumps({"recommended": best}))
+    assert recommended(tmp_path) == best
+    (tmp_path / "evaluation.json").write_text(json.dumps({"sources": {}}))
+    with pytest.raises(KeyError, match="evaluation.json: no recommended settings"):
+        recommended(tmp_path)
+    (tmp_path / "evaluation.json").write_text('{"sources": ')
+    with pytest.raises(CheckpointError, match="evaluation.json: not valid JSON"):
+        read_evaluation(tmp_path)
+
+
 RAW = os.environ.get("BPLF_RAW_DIR")
 
 
@@ -77,7 +92,7 @@ def test_every_real_test_face_round_trips_and_edits_back_exactly():
     es = load_emotion_set()
     test = es.select(split="test")
     model = load_pretrained()
-    trip = round_trip_report(model, test.images)
+    trip = round_trip_report(model, test.images, labels=test.labels)
     assert trip["n"] == len(test) and trip["max_abs_error"] < 1e-3, trip
     assert trip["not_uint8_identical"] == trip["nonfinite"] == 0, trip
     means = latent_means(model, es, per_emotion=50)

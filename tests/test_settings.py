@@ -50,3 +50,21 @@ def test_tf32_is_off_after_import_and_a_trainer_can_allow_it(device, synthetic_e
         assert torch.backends.cudnn.allow_tf32 == (device.type == "cuda")
     finally:
         settings.set_tf32(False)
+
+
+def test_bf16_support_is_read_from_the_cpu_flags(tmp_path, monkeypatch):
+    import platform
+
+    from bplf.settings import cpu_has_bf16
+
+    monkeypatch.setattr(platform, "system", lambda: "Linux")
+    for flags, native in (("fpu avx2 avx512f avx512bw", False),
+                          ("fpu avx512f avx512_bf16 avx512_vnni", True),
+                          ("fpu amx_bf16 amx_tile", True)):
+        info = tmp_path / "cpuinfo"
+        info.write_text(f"processor\t: 0\nflags\t\t: {flags}\n\nprocessor\t: 1\n")
+        assert cpu_has_bf16(str(info)) is native, flags
+    arm = tmp_path / "arm"
+    arm.write_text("processor\t: 0\nFeatures\t: fp asimd sve bf16 i8mm\n")
+    assert cpu_has_bf16(str(arm))
+    assert not cpu_has_bf16(str(tmp_path / "missing"))

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -72,17 +73,36 @@ def test_training_lowers_the_loss_and_writes_a_run(es, tmp_path):
 
 @pytest.mark.parametrize("amp", [False, True])
 def test_training_on_each_device(device, amp, es, tmp_path):
-    """The same loop on every device; with bf16 autocast (``amp``, CUDA only) too."""
-    if amp and device.type != "cuda":
-        pytest.skip("amp is a CUDA option")
+    """The same loop on every device; with bf16 autocast (``amp``) too, which really runs the
+    convolutions in bf16 while training and leaves validation in float32."""
     cfg = TrainConfig(steps=30, lr=3e-3, amp=amp,
                       **{**QUICK, "eval_interval": 30, "sample_interval": 30})
-    trainer = Trainer(cfg, tmp_path, TINY, device=device, emotion_set=es)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a CPU without native bf16 is warned about
+        trainer = Trainer(cfg, tmp_path, TINY, device=device, emotion_set=es)
+    dtypes = []
+    conv = next(m for m in trainer.model.modules() if isinstance(m, torch.nn.Conv2d))
+    conv.register_forward_hook(lambda m, i, out: dtypes.append((m.training, out.dtype)))
     trainer.fit()
     rows = read_metrics(tmp_path)
     first, last = rows[0]["train_bpd"], sum(r["train_bpd"] for r in rows[-5:]) / 5
     assert last < first - 0.3 and trainer.state.skipped_total == 0, (first, last)
     assert rows[-1]["val_bpd"] < 9
+    # training steps in bf16 under amp (the data-dependent initialisation stays float32)
+    assert (torch.bfloat16 in {d for training, d in dtypes if training}) == amp
+    assert {d for training, d in dtypes if not training} == {torch.float32}
+
+
+def test_bf16_on_a_cpu_without_it_is_warned_about(es, tmp_path, monkeypatch):
+    import bplf.train
+
+    monkeypatch.setattr(bplf.train, "cpu_has_bf16", lambda: False)
+    with pytest.warns(UserWarning, match="no native bfloat16"):
+        Trainer(TrainConfig(steps=1, amp=True, **QUICK), tmp_path, TINY, "cpu", es)
+    monkeypatch.setattr(bplf.train, "cpu_has_bf16", lambda: True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        Trainer(TrainConfig(steps=1, amp=True, **QUICK), tmp_path / "b", TINY, "cpu", es)
 
 
 def test_resume_continues_exactly(es, tmp_path):
@@ -179,7 +199,7 @@ def test_cli_sample_and_evaluate(data_env, tmp_path):
     report_path = tmp_path / "report.json"
     result = subprocess.run([sys.executable, "-m", "bplf", "evaluate", "--checkpoint", str(out),
                              "--limit", "40", "--per-emotion", "12", "--temperatures", "0.7",
-                             "--output", str(report_path)], env=data_env,
+                             "--edit-faces", "10", "--output", str(report_path)], env=data_env,
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads(report_path.read_text())
@@ -189,8 +209,10 @@ def test_cli_sample_and_evaluate(data_env, tmp_path):
     assert synthetic["marginal_bpd"] <= synthetic["conditional_bpd"] + 8 / (48 * 48 * 0.69)
     assert report["round_trip_max_abs_error"] < 1e-3
     fidelity = report["fidelity"]  # judged by the shipped classifier
-    assert [(r["generator"], r["temperature"]) for r in fidelity] == [
-        ("real faces (ceiling)", None), ("run", 0.7), ("untrained (floor)", 0.7)]
+    assert [(r["generator"], r["temperature"], r["guidance"]) for r in fidelity] == [
+        ("real faces (ceiling)", None, None), ("run", 0.7, 1.0), ("untrained (floor)", 0.7, 1.0)]
+    assert [e["method"] for e in report["edits"]] == ["mean", "prior"]
+    assert report["recommended"]["samples"]["temperature"] == 0.7
     assert fidelity[1]["n"] == 7 * 12 and "fd_per_emotion" in fidelity[1]
     # notebook 06 reads such reports as one row per run
     from bplf.experiments import read_fidelity
@@ -201,6 +223,65 @@ def test_cli_sample_and_evaluate(data_env, tmp_path):
     assert (row["grid"], row["config"]) == ("branches", "conv")
     assert row["model accuracy T=0.7"] == fidelity[1]["accuracy"]
     assert row["floor FD T=0.7"] == fidelity[2]["fd"] and row["real FD"] == fidelity[0]["fd"]
+
+
+def test_cli_evaluates_guided_samples_and_swap_edits(data_env, tmp_path):
+    """A run trained with label dropout is sampled and swap-edited at every guidance scale
+    asked for, each row labelled with its scale; a run without a null label refuses guidance."""
+    guided, plain = tmp_path / "guided", tmp_path / "plain"
+    conditioned = {**TINY, "split_conditioning": True, "coupling_conditioning": True}
+    for out, extra in ((guided, {"label_dropout": 0.15}), (plain, {})):
+        config = {"train": {**QUICK, "steps": 3, **extra}, "model": conditioned}
+        subprocess.run([sys.executable, "-m", "bplf", "train", "--config", json.dumps(config),
+                        "--out", str(out), "--device", "cpu"], env=data_env, check=True,
+                       capture_output=True, timeout=300)
+    evaluate = [sys.executable, "-m", "bplf", "evaluate", "--limit", "20", "--per-emotion", "6",
+                "--temperatures", "0.7", "--edit-faces", "8", "--guidance", "1", "3"]
+    report_path = tmp_path / "report.json"
+    result = subprocess.run([*evaluate, "--checkpoint", str(guided), "--output",
+                             str(report_path)], env=data_env, capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(report_path.read_text())
+    assert [(r["generator"], r["temperature"], r["guidance"]) for r in report["fidelity"]] == [
+        ("real faces (ceiling)", None, None), ("guided", 0.7, 1.0), ("guided", 0.7, 3.0),
+        ("untrained (floor)", 0.7, 1.0)]
+    assert [(e["method"], e["guidance"]) for e in report["edits"]] == [
+        ("mean", 1.0), ("prior", 1.0), ("swap", 1.0), ("swap", 3.0)]
+    assert all(e["identity"]["n"] == 8 and set(e["hit_rate"]) == {"0.0", "0.5", "1.0", "1.5"}
+               for e in report["edits"])
+    assert report["recommended"]["samples"]["guidance"] in (1.0, 3.0)
+    refused = subprocess.run([*evaluate, "--checkpoint", str(plain)], env=data_env,
+                             capture_output=True, text=True, timeout=300)
+    assert refused.returncode != 0
+    assert "plain: trained without label dropout" in refused.stderr
+
+
+def test_recommend_skips_unreal_samples_and_edits_that_replace_the_face():
+    from bplf.evaluate import FD_TOLERANCE, recommend
+
+    def sample(t, g, acc, fd):
+        return {"generator": "m", "temperature": t, "guidance": g, "accuracy": acc, "fd": fd}
+
+    def edit(method, g, hit, edit_ssim, edit_rmse):
+        return {"method": method, "guidance": g, "hit_rate": {"1.0": hit},
+                "identity": {"edit_ssim": edit_ssim, "edit_rmse": edit_rmse,
+                             "different_person_ssim": 0.1, "different_person_rmse": 100.0}}
+
+    report = {"checkpoint": "m", "fidelity": [
+        {"generator": "real faces (ceiling)", "temperature": None, "accuracy": 0.6, "fd": 0.1},
+        sample(0.3, 1.0, 0.9, 4.0),  # outside [0.5, 1]
+        sample(0.7, 1.0, 0.2, 4.0), sample(0.7, 8.0, 0.3, 4.0 * FD_TOLERANCE),
+        sample(0.7, 16.0, 0.5, 4.0 * FD_TOLERANCE + 0.01),  # faces that stop looking real
+        {"generator": "untrained (floor)", "temperature": 0.7, "guidance": 1.0, "accuracy": 0.9,
+         "fd": 1.0}],
+        "edits": [edit("mean", 1.0, 0.15, 0.9, 20.0), edit("swap", 8.0, 0.3, 0.5, 60.0),
+                  edit("swap", 16.0, 0.6, 0.05, 60.0), edit("prior", 1.0, 0.7, 0.9, 101.0)]}
+    best = recommend(report)
+    assert best["samples"] == {"temperature": 0.7, "guidance": 8.0, "accuracy": 0.3,
+                               "fd": 4.0 * FD_TOLERANCE}
+    assert (best["edits"]["method"], best["edits"]["guidance"], best["edits"]["hit_rate"]) == (
+        "swap", 8.0, 0.3)
 
 
 def test_export_keeps_the_selected_weights(data_env, tmp_path):

@@ -107,6 +107,10 @@ class BiParallelAffineCoupling(FlowModule):
                               if branches != "conv" else None)
 
     def _branches(self, inp: Tensor) -> tuple[Tensor, Tensor]:
+        if inp.device.type == "cpu":
+            # oneDNN's CPU convolutions are faster channels-last: a training step of the bplf
+            # preset ran 1.2x faster (`python -m bplf bench`, README "Training speed")
+            inp = inp.contiguous(memory_format=torch.channels_last)
         h = 0
         if self.conv_branch is not None:
             h = h + self.conv_branch(inp)

@@ -91,23 +91,27 @@ def ceiling_label(es: EmotionSet) -> str:
 
 def fidelity_table(generators: dict[str, BPLF], classifier: EmotionCNN, es: EmotionSet,
                    temperatures: tuple[float, ...] = (0.5, 0.7, 1.0), n_per_emotion: int = 500,
-                   seed: int = 0) -> list[dict]:
-    """The ceiling row (real faces), then one row per (generator, temperature), each with
-    balanced accuracy and Fréchet distances to the real test faces, overall and per emotion."""
+                   seed: int = 0, guidance: dict[str, tuple[float, ...]] | None = None
+                   ) -> list[dict]:
+    """The ceiling row (real faces), then one row per (generator, guidance, temperature), each
+    with balanced accuracy and Fréchet distances to the real test faces, overall and per
+    emotion. ``guidance`` maps a generator's name to the guidance scales it is sampled at
+    (others: 1, plain samples); a scale above 1 needs a model trained with label dropout."""
     test, val = es.select(split="test"), es.select(split="val")
     # the ceiling: the classifier's accuracy on the real test faces themselves, and the
     # distance of real faces of other people (the val split) to them
     ref, acc = _scores(classifier, dequantize(test.images, centre=True), test.labels)
     weights = np.bincount(test.labels, minlength=len(EMOTIONS)) / len(test)
     feats, _ = _scores(classifier, dequantize(val.images, centre=True), val.labels)
-    rows = [{"generator": CEILING, "temperature": None, "n": len(test),
+    rows = [{"generator": CEILING, "temperature": None, "guidance": None, "n": len(test),
              **_compare(feats, val.labels, ref, test.labels, weights),
              "accuracy": acc["accuracy"], "per_emotion_accuracy": acc["per_emotion"]}]
-    jobs = [(name, model, t) for name, model in generators.items() for t in temperatures]
-    for name, model, t in progress(jobs, desc="fidelity"):
-        images, y = sample_faces(model.eval(), n_per_emotion, t, seed)
+    jobs = [(name, model, t, g) for name, model in generators.items()
+            for g in (guidance or {}).get(name, (1.0,)) for t in temperatures]
+    for name, model, t, g in progress(jobs, desc="fidelity"):
+        images, y = sample_faces(model.eval(), n_per_emotion, t, seed, guidance=g)
         feats, acc = _scores(classifier, dequantize(images, centre=True), y)
-        rows.append({"generator": name, "temperature": t, "n": len(y),
+        rows.append({"generator": name, "temperature": t, "guidance": g, "n": len(y),
                      **_compare(feats, y, ref, test.labels, weights),
                      "accuracy": acc["accuracy"], "per_emotion_accuracy": acc["per_emotion"]})
     return rows
@@ -127,19 +131,22 @@ def untrained_like(model: BPLF, es: EmotionSet, n: int = 4096, seed: int = 0) ->
 
 
 def as_frame(rows: list[dict], es: EmotionSet | None = None):
-    """The fidelity rows as a table: one row per generator and temperature, per-emotion
-    accuracy and Fréchet distance as columns. With ``es``, the ceiling row is labelled by what
-    was loaded (``ceiling_label``)."""
+    """The fidelity rows as a table: one row per generator, guidance and temperature,
+    per-emotion accuracy and Fréchet distance as columns. With ``es``, the ceiling row is
+    labelled by what was loaded (``ceiling_label``). Rows saved before guidance existed are
+    plain samples (guidance 1)."""
     import pandas as pd
 
     names = {CEILING: ceiling_label(es)} if es is not None else {}
     table = pd.DataFrame([{"generator": names.get(r["generator"], r["generator"]),
+                           "guidance": r.get("guidance", None if r["temperature"] is None
+                                             else 1.0),
                            "temperature": r["temperature"],
                            "accuracy": r["accuracy"], "fd": r["fd"],
                            **{f"acc {e}": a for e, a in r["per_emotion_accuracy"].items()},
                            **{f"fd {e}": d for e, d in r["fd_per_emotion"].items()}}
                           for r in rows])
-    return table.set_index(["generator", "temperature"])
+    return table.set_index(["generator", "guidance", "temperature"])
 
 
 @torch.no_grad()
@@ -248,17 +255,19 @@ def identity_report(model: BPLF, images: np.ndarray, labels: np.ndarray,
 def edit_report(model: BPLF, classifier: EmotionCNN, images: np.ndarray, labels: np.ndarray,
                 means: list[torch.Tensor] | None = None,
                 intensities: tuple[float, ...] = (0.0, 0.5, 1.0, 1.5),
-                guidance: float = 1.0) -> dict:
-    """Per editing method the model supports (``mean`` only with ``means``): the edit hit-rate
-    per intensity (``edit_accuracy``) and the identity kept at intensity 1
-    (``identity_report``); ``guidance`` for ``swap``."""
-    report = {}
+                guidance: tuple[float, ...] = (1.0,)) -> list[dict]:
+    """One entry per editing method the model supports (``mean`` only with ``means``) and, for
+    ``swap``, per guidance scale: the edit hit-rate per intensity (``edit_accuracy``) and the
+    identity kept at intensity 1 (``identity_report``)."""
+    report = []
     for method in methods_for(model):
         if method == "mean" and means is None:
             continue
-        g = guidance if method == "swap" else 1.0
-        hits = edit_accuracy(model, classifier, images, labels, means, intensities, method, g)
-        report[method] = {"hit_rate": {str(t): v for t, v in hits.items()},
-                          "identity": identity_report(model, images, labels, means, method,
-                                                      1.0, g)}
+        for g in guidance if method == "swap" else (1.0,):
+            hits = edit_accuracy(model, classifier, images, labels, means, intensities, method,
+                                 g)
+            report.append({"method": method, "guidance": g,
+                           "hit_rate": {str(t): v for t, v in hits.items()},
+                           "identity": identity_report(model, images, labels, means, method,
+                                                       1.0, g)})
     return report
