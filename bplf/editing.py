@@ -83,13 +83,7 @@ def edit_latents(model: BPLF, zs: list[Tensor], source, target, intensity: float
     return [*zs[:-1], top + intensity * (moved - top)]
 
 
-@torch.no_grad()
-def edit_expression(model: BPLF, x: Tensor, source, target, intensity: float = 1.0,
-                    method: str = "mean", means: list[Tensor] | None = None,
-                    guidance: float = 1.0) -> Tensor:
-    """Faces ``x`` (model space) of emotion ``source`` re-expressed as ``target``;
-    ``intensity`` in [0, 1.5]: 0 returns ``x``, 1 a full move, above 1 exaggerates.
-    ``method``: one of ``methods_for(model)``; ``guidance`` applies to ``swap`` only."""
+def _check_edit(model: BPLF, intensity: float, method: str, guidance: float) -> None:
     if not 0 <= intensity <= 1.5:
         raise ValueError(f"intensity must lie in [0, 1.5], got {intensity}")
     if method not in methods_for(model):
@@ -97,19 +91,49 @@ def edit_expression(model: BPLF, x: Tensor, source, target, intensity: float = 1
                          f"not {method!r}")
     if guidance != 1.0 and method != "swap":
         raise ValueError("guidance applies to method='swap' only")
+
+
+@torch.no_grad()
+def encode_for_edit(model: BPLF, x: Tensor, source, method: str = "mean",
+                    guidance: float = 1.0) -> list[Tensor]:
+    """The latents an edit of faces ``x`` (model space) of emotion ``source`` starts from: the
+    same for every target and intensity, so a sweep encodes once (``decode_edit``)."""
+    _check_edit(model, 0.0, method, guidance)
     device = next(model.parameters()).device
-    x = x.to(device)
+    src = torch.as_tensor(source, dtype=torch.long, device=device)
+    # encoded with the source emotion (it matters to label-conditioned couplings)
+    return model.encode(x.to(device), src.expand(len(x)) if src.ndim else src,
+                        **({"guidance": guidance} if method == "swap" else {}))
+
+
+@torch.no_grad()
+def decode_edit(model: BPLF, zs: list[Tensor], source, target, intensity: float = 1.0,
+                method: str = "mean", means: list[Tensor] | None = None,
+                guidance: float = 1.0) -> Tensor:
+    """The edited faces from ``encode_for_edit``'s latents: ``mean`` and ``prior`` move the
+    latents and decode with the source emotion; ``swap`` keeps them and decodes with the label
+    embedding moved from source to target (guided by ``guidance``)."""
+    _check_edit(model, intensity, method, guidance)
+    device = zs[-1].device
+    src = torch.as_tensor(source, dtype=torch.long, device=device)
+    n = len(zs[-1])
     if method == "swap":
-        src = torch.as_tensor(source, dtype=torch.long, device=device)
         tgt = torch.as_tensor(target, dtype=torch.long, device=device)
-        zs = model.encode(x, src.expand(len(x)), guidance=guidance)
         e_src, e_tgt = model.embed(src), model.embed(tgt)
-        return model.decode(zs, tgt.expand(len(x)), guidance=guidance,
+        return model.decode(zs, tgt.expand(n), guidance=guidance,
                             embedding=e_src + intensity * (e_tgt - e_src))
-    # encoded and decoded with the source emotion (it matters to label-conditioned couplings)
-    source = torch.as_tensor(source, dtype=torch.long, device=device)
-    zs = model.encode(x, source)
-    return model.decode(edit_latents(model, zs, source, target, intensity, method, means), source)
+    return model.decode(edit_latents(model, zs, src, target, intensity, method, means), src)
+
+
+def edit_expression(model: BPLF, x: Tensor, source, target, intensity: float = 1.0,
+                    method: str = "mean", means: list[Tensor] | None = None,
+                    guidance: float = 1.0) -> Tensor:
+    """Faces ``x`` (model space) of emotion ``source`` re-expressed as ``target``;
+    ``intensity`` in [0, 1.5]: 0 returns ``x``, 1 a full move, above 1 exaggerates.
+    ``method``: one of ``methods_for(model)``; ``guidance`` applies to ``swap`` only."""
+    _check_edit(model, intensity, method, guidance)
+    zs = encode_for_edit(model, x, source, method, guidance)
+    return decode_edit(model, zs, source, target, intensity, method, means, guidance)
 
 
 @torch.no_grad()

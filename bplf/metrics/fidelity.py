@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from bplf.data import EMOTIONS, EmotionSet
-from bplf.editing import edit_expression, methods_for, sample_faces
+from bplf.editing import decode_edit, edit_expression, encode_for_edit, methods_for, sample_faces
 from bplf.likelihood import dequantize, to_uint8
 from bplf.metrics.classifier import EmotionCNN, predict
 from bplf.model import BPLF, make_model
@@ -159,12 +159,12 @@ def edit_accuracy(model: BPLF, classifier: EmotionCNN, images: np.ndarray, label
     x = dequantize(images, centre=True)
     source = torch.as_tensor(labels)
     k = model.config.num_classes
+    zs = encode_for_edit(model, x, source, method, guidance)  # the same for every edit below
     shares = {}
     for intensity in intensities:
         hits = 0
         for target in range(k):
-            edited = edit_expression(model, x, source, target, intensity, method, means,
-                                     guidance)
+            edited = decode_edit(model, zs, source, target, intensity, method, means, guidance)
             pred = predict(classifier, dequantize(to_uint8(edited)[:, 0].cpu(), centre=True))
             hits += int((pred.argmax(1) == target).sum())
         shares[intensity] = hits / (len(x) * k)
