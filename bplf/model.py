@@ -506,3 +506,40 @@ def make_model(config: ModelConfig) -> DensityModel:
         raise ValueError(f"module {IMPLEMENTATION_PROVIDERS[name]} did not register the "
                          f"implementation {name!r}")
     return _REGISTRY[name](config)
+
+
+@torch.no_grad()
+def warm_start(model: nn.Module, source: dict[str, Tensor]) -> list[str]:
+    """Start ``model`` from the weights ``source`` of a model with fewer label inputs (the
+    shipped top-prior model, for a label-conditioned one), so that it computes exactly the
+    source's density for every label before it trains.
+
+    Tensors of equal shape are copied. A weight the label reaches through extra input channels
+    (a coupling's first convolution and its linear branch, the label embedding tiled after
+    ``x_b``) takes the source in its leading channels and zeros in the new ones. Tensors the
+    source lacks (split-prior class offsets, the label embedding) keep their initialisation:
+    offsets start at zero, and an embedding multiplied by zero weights does not change the map.
+    Returns the names not copied whole; anything else that does not fit raises ``ValueError``.
+    """
+    target = model.state_dict()
+    unknown = sorted(set(source) - set(target))
+    if unknown:
+        raise ValueError(f"the source weights have tensors this model lacks: {unknown[:5]}")
+    partial = []
+    for name, value in target.items():
+        if name not in source:
+            partial.append(name)
+            continue
+        src = source[name].to(value.dtype)
+        if src.shape == value.shape:
+            value.copy_(src)
+        elif (src.ndim == value.ndim == 4 and src.shape[0] == value.shape[0]
+              and src.shape[2:] == value.shape[2:] and src.shape[1] < value.shape[1]):
+            value.zero_()
+            value[:, : src.shape[1]] = src
+            partial.append(name)
+        else:
+            raise ValueError(f"{name}: source shape {tuple(src.shape)} does not fit "
+                             f"{tuple(value.shape)} (a model with another architecture?)")
+    model.load_state_dict(target)
+    return partial

@@ -22,7 +22,7 @@ from torch import nn
 
 from bplf.data import EMOTIONS, load_emotion_set
 from bplf.likelihood import bits_per_dim, bpd_from_log_prob, to_uint8
-from bplf.model import BPLF, DensityModel, ModelConfig, build_model, make_model
+from bplf.model import BPLF, DensityModel, ModelConfig, build_model, make_model, warm_start
 from bplf.settings import cpu_has_bf16, default_device, set_tf32, setup_cpu
 from bplf.utils import (
     CheckpointError,
@@ -74,8 +74,9 @@ class TrainConfig:
     log_interval: int = 50
     temperature: float = 0.7
     #: bfloat16 autocast of the forward pass, on CUDA and on CPU (the couplings keep their
-    #: log-det sums in float32). On a CPU it pays only with native bf16 (settings.cpu_has_bf16):
-    #: 1.5x faster per step on AVX512-BF16, slower than float32 without it
+    #: log-det sums in float32). On a CPU it pays only where oneDNN has fast bf16 kernels
+    #: (AMX): measured 0.67x float32 on AVX512-BF16 without AMX, 0.09x on an AVX2-only CPU
+    #: (README, "Training speed on a CPU"); the trainer warns without native bf16
     amp: bool = False
     #: TF32 matrix units on CUDA: faster, but inverses are only good to ~1e-3 (settings.set_tf32)
     tf32: bool = False
@@ -88,6 +89,11 @@ class TrainConfig:
     #: share of each batch whose label is replaced by the null label (label-conditioned
     #: couplings: trains the unconditional model guidance extrapolates from)
     label_dropout: float = 0.0
+    #: a model directory (``config.json`` and weights, e.g. a shipped checkpoint) whose weights
+    #: start this run instead of the data-dependent initialisation; new label inputs start at
+    #: zero, so step 0 is exactly that model (``bplf.model.warm_start``). Relative paths are
+    #: taken from the directory the command runs in
+    init_from: str | None = None
 
     def __post_init__(self) -> None:
         if not self.class_loss_weight >= 0:
@@ -377,6 +383,22 @@ class Trainer:
         with torch.no_grad():
             self.model.initialize(x, y, pca_x=pca_x)
 
+    def warm_start(self) -> list[str]:
+        """Load ``init_from``'s weights into the model (``bplf.model.warm_start``); returns the
+        tensors that were not copied whole. Weights that do not fit raise ``CheckpointError``
+        naming the file."""
+        source = Path(self.cfg.init_from)
+        names = [n for n in WEIGHT_FILES if (source / n).exists()]
+        if not names:
+            raise FileNotFoundError(f"{source}: no weights to start from "
+                                    f"(TrainConfig.init_from; expected {', '.join(WEIGHT_FILES)})")
+        file = source / names[0]
+        try:
+            return warm_start(self.model, read_checkpoint(file)["model"])
+        except ValueError as err:
+            raise CheckpointError(f"{file}: cannot start this run from it ({err}); give "
+                                  "init_from a model of the same preset and size") from None
+
     def evaluate(self) -> float:
         return bits_per_dim(self.model, self.val_x, self.val_y, seed=self.cfg.seed,
                             device=self.device)
@@ -386,7 +408,10 @@ class Trainer:
         if self.rank == 0:  # left by a process killed mid-write
             remove_stale_temps(self.out, (CONFIG_FILE, CHECKPOINT_FILE, BEST_FILE, METRICS_FILE))
         if not (resume and self.resume()):
-            self.initialize()
+            if self.cfg.init_from:
+                self.warm_start()
+            else:
+                self.initialize()
             if self.rank == 0:
                 (self.out / METRICS_FILE).unlink(missing_ok=True)
         save_run_config(self.out, self.model.config, self.cfg)

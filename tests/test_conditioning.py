@@ -322,14 +322,15 @@ def test_model_does_not_import_the_peers():
 
 # -- the shipped model ---------------------------------------------------------------------------
 def test_shipped_model_log_prob_is_unchanged():
-    """Reference values computed with the code before label conditioning existed (the shipped
-    checkpoint, conftest's draw_faces(3, 48, seed=0)), hard-coded: the new ModelConfig fields
-    default to today's model, so its likelihood must not move (relative tolerance 1e-5)."""
+    """Reference values computed with the code before label conditioning existed (the model
+    shipped then, now the previous one, conftest's draw_faces(3, 48, seed=0)), hard-coded: the
+    new ModelConfig fields default to that model, so its likelihood must not move (relative
+    tolerance 1e-5)."""
     from conftest import draw_faces
 
-    from bplf.pretrained import load_pretrained
+    from bplf.pretrained import PREVIOUS_DIR, load_pretrained
 
-    model = load_pretrained()
+    model = load_pretrained(PREVIOUS_DIR)
     x = draw_faces(3, 48, 1, seed=0)
     with torch.no_grad():
         conditional = model.log_prob(x, torch.tensor([0, 3, 6]))

@@ -33,6 +33,8 @@ def test_load_pretrained_rebuilds_the_bplf_preset(faces):
     cfg = model.config
     assert (cfg.image_size, cfg.channels, cfg.num_classes) == (48, 1, 7)
     assert cfg.conditioner == "both" and not model.training
+    # the label-conditioned model the conditioning experiment chose, with a null label to guide
+    assert cfg.split_conditioning and cfg.coupling_conditioning and model.null_label == 7
     x = faces(16, 48, 1)
     y = torch.arange(16) % 7
     with torch.no_grad():
@@ -41,6 +43,23 @@ def test_load_pretrained_rebuilds_the_bplf_preset(faces):
                                generator=torch.Generator().manual_seed(0))
     assert err < 1e-4
     assert torch.isfinite(samples).all() and samples.abs().max() < 2
+
+
+def test_previous_model_is_kept_and_reproducible_from_its_config():
+    from bplf.pretrained import PREVIOUS_DIR
+    from bplf.train import load_run_config
+
+    for name in ("config.json", "train_config.json", EXPORT_FILE, "README.md",
+                 "evaluation.json"):
+        assert (PREVIOUS_DIR / name).exists(), name
+    previous = load_pretrained(PREVIOUS_DIR)
+    assert not previous.config.coupling_conditioning  # the label in the top prior only
+    model_cfg, train_cfg = load_run_config(PREVIOUS_DIR)
+    written = json.loads((PREVIOUS_DIR / "train_config.json").read_text())["train"]
+    assert all(getattr(train_cfg, k) == v for k, v in written.items()), written
+    # the shipped model's training starts from it
+    _, shipped = load_run_config(PRETRAINED_DIR)
+    assert Path(shipped.init_from).name == PREVIOUS_DIR.name
 
 
 def test_committed_evaluation_matches_the_bar():

@@ -118,6 +118,47 @@ def test_resume_continues_exactly(es, tmp_path):
     assert [r["train_bpd"] for r in a] == [r["train_bpd"] for r in b]
 
 
+def test_warm_start_from_a_top_prior_model_is_exact_then_learns_the_label(es, tmp_path):
+    """init_from: a label-conditioned run starts as exactly the unconditioned source model for
+    every label (and the null label), then training makes the label matter."""
+    from bplf.utils import CheckpointError
+
+    source = Trainer(TrainConfig(steps=4, **QUICK), tmp_path / "v1", TINY, "cpu", es)
+    source.fit()
+    conditioned = {**TINY, "split_conditioning": True, "coupling_conditioning": True}
+    cfg = TrainConfig(steps=12, label_dropout=0.2, init_from=str(tmp_path / "v1"),
+                      **{**QUICK, "lr": 3e-3})
+    trainer = Trainer(cfg, tmp_path / "v2", conditioned, "cpu", es)
+    partial = trainer.warm_start()
+    assert "label_embedding.weight" in partial
+    assert any(n.endswith("conv_branch.0.weight") for n in partial)
+    src, new = load_checkpoint(tmp_path / "v1", weights="checkpoint.pt"), trainer.model.eval()
+    x = torch.rand(6, 1, 48, 48) - 0.5
+    with torch.no_grad():
+        for y in range(7):
+            assert torch.equal(new.log_prob(x, y), src.log_prob(x, y)), y
+        assert torch.equal(new.log_prob(x, new.null_label), src.log_prob(x, None))
+        assert torch.equal(new.sample(4, 2, generator=torch.Generator().manual_seed(0)),
+                           src.sample(4, 2, generator=torch.Generator().manual_seed(0)))
+    trainer.fit()  # warm-starts again (no resume) and trains
+    rows = read_metrics(tmp_path / "v2")
+    assert rows[0]["train_bpd"] < 9 and trainer.state.step == 12
+    with torch.no_grad():  # the label now changes the map, not only the priors
+        z = trainer.model.encode(x, 0)
+        assert (trainer.model.decode(z, 3) - x).abs().max() > 1e-4
+    # a source of another architecture is refused with the file named
+    other = Trainer(TrainConfig(steps=1, **QUICK), tmp_path / "wide",
+                    {**TINY, "hidden_channels": 4}, "cpu", es)
+    other.fit()
+    bad = Trainer(TrainConfig(steps=1, init_from=str(tmp_path / "wide"), **QUICK),
+                  tmp_path / "bad", conditioned, "cpu", es)
+    with pytest.raises(CheckpointError, match=r"wide/best.pt: cannot start this run"):
+        bad.warm_start()
+    with pytest.raises(FileNotFoundError, match="no weights to start from"):
+        Trainer(TrainConfig(steps=1, init_from=str(tmp_path / "none"), **QUICK),
+                tmp_path / "c", conditioned, "cpu", es).warm_start()
+
+
 def _train_cmd(out: Path, steps: int, extra: dict | None = None) -> list[str]:
     config = {"train": {**QUICK, "steps": steps, **(extra or {})}, "model": TINY}
     return [sys.executable, "-m", "bplf", "train", "--config", json.dumps(config),
