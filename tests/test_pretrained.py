@@ -71,6 +71,30 @@ def test_committed_evaluation_matches_the_bar():
     trip = report["round_trip"]
     assert trip["n"] == sum(r["n"] for r in report["sources"].values())
     assert trip["not_uint8_identical"] == trip["nonfinite"] == 0, trip
+    # the issue's likelihood bar, and every source's own-classifier accuracy reported
+    assert report["sources"]["fer2013"]["marginal_bpd"] <= 5.32
+    assert all("generative_accuracy" in r for r in report["sources"].values())
+
+
+def test_committed_evaluation_recommends_guided_settings_better_than_the_previous_model():
+    """The recommended sample and edit settings are rows of the evaluation (guided rows carry
+    their scale), and beat the previous model's best beyond three binomial standard errors."""
+    from bplf.evaluate import recommend
+    from bplf.pretrained import PREVIOUS_DIR, read_evaluation
+
+    report, previous = read_evaluation(), read_evaluation(PREVIOUS_DIR)
+    best = report["recommended"]
+    assert recommend(report) == best  # recomputed from the committed rows
+    own = [r for r in report["fidelity"] if r["generator"] == report["checkpoint"]]
+    assert {r["guidance"] for r in own} >= {1.0, best["samples"]["guidance"]}
+    assert all(r["n"] == 3500 for r in own)
+    prev = max(r["accuracy"] for r in previous["fidelity"]
+               if r["generator"] == previous["checkpoint"])
+    acc = best["samples"]["accuracy"]
+    assert acc > prev + 3 * (acc * (1 - acc) / 3500) ** 0.5, (acc, prev)
+    edits = best["edits"]
+    assert edits["ssim"] > edits["different_person_ssim"]  # the person is kept
+    assert edits["hit_rate"] > 0.164 + 3 * (0.164 * 0.836 / 1400) ** 0.5  # v1's mean edits
 
 
 def test_recommended_settings_are_read_from_the_evaluation(tmp_path):
