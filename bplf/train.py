@@ -196,6 +196,16 @@ def read_checkpoint(file: Path | str) -> dict:
 WEIGHT_FILES = ("model.pt", BEST_FILE, CHECKPOINT_FILE)
 
 
+def weights_file(path: Path | str, weights: str | None = None) -> Path:
+    """The weights of run directory ``path``: the file ``weights``, or by default the first of
+    ``WEIGHT_FILES`` present. ``FileNotFoundError`` naming the directory if there is none."""
+    path = Path(path)
+    names = [weights] if weights else [n for n in WEIGHT_FILES if (path / n).exists()]
+    if not names or not (path / names[0]).exists():
+        raise FileNotFoundError(f"{path}: no weights ({weights or ', '.join(WEIGHT_FILES)})")
+    return path / names[0]
+
+
 def load_checkpoint(path: Path | str, device: torch.device | str | None = None,
                     weights: str | None = None) -> DensityModel:
     """Rebuild the exact model of a run directory (``config.json`` + weights), in eval mode: a
@@ -207,10 +217,7 @@ def load_checkpoint(path: Path | str, device: torch.device | str | None = None,
     """
     path = Path(path)
     model_cfg, _ = load_run_config(path)
-    names = [weights] if weights else [n for n in WEIGHT_FILES if (path / n).exists()]
-    if not names or not (path / names[0]).exists():
-        raise FileNotFoundError(f"{path}: no weights ({weights or ', '.join(WEIGHT_FILES)})")
-    file = path / names[0]
+    file = weights_file(path, weights)
     state = read_checkpoint(file)["model"]
     model = make_model(model_cfg)
     load_state(model, {k: v.float() if v.is_floating_point() else v for k, v in state.items()},
@@ -387,12 +394,7 @@ class Trainer:
         """Load ``init_from``'s weights into the model (``bplf.model.warm_start``); returns the
         tensors that were not copied whole. Weights that do not fit raise ``CheckpointError``
         naming the file."""
-        source = Path(self.cfg.init_from)
-        names = [n for n in WEIGHT_FILES if (source / n).exists()]
-        if not names:
-            raise FileNotFoundError(f"{source}: no weights to start from "
-                                    f"(TrainConfig.init_from; expected {', '.join(WEIGHT_FILES)})")
-        file = source / names[0]
+        file = weights_file(self.cfg.init_from)
         try:
             return warm_start(self.model, read_checkpoint(file)["model"])
         except ValueError as err:

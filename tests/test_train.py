@@ -154,7 +154,7 @@ def test_warm_start_from_a_top_prior_model_is_exact_then_learns_the_label(es, tm
                   tmp_path / "bad", conditioned, "cpu", es)
     with pytest.raises(CheckpointError, match=r"wide/best.pt: cannot start this run"):
         bad.warm_start()
-    with pytest.raises(FileNotFoundError, match="no weights to start from"):
+    with pytest.raises(FileNotFoundError, match=r"none: no weights \(model.pt"):
         Trainer(TrainConfig(steps=1, init_from=str(tmp_path / "none"), **QUICK),
                 tmp_path / "c", conditioned, "cpu", es).warm_start()
 
