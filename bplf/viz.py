@@ -47,7 +47,7 @@ def face_grid(images: np.ndarray, ncols: int = 8, titles: Sequence[str] | None =
             img = np.squeeze(np.asarray(images[k]))
             # uint8 faces on their fixed 0..255 scale; anything else scaled to its own range
             limits = {"vmin": 0, "vmax": 255} if img.dtype == np.uint8 else {}
-            ax.imshow(img, cmap="gray", **limits)
+            ax.imshow(img, cmap="gray", interpolation="nearest", **limits)  # the true pixels
             if titles is not None:
                 ax.set_title(titles[k], fontsize=7)
     if row_labels is not None:
