@@ -209,7 +209,7 @@ def edit_methods_grid(model, image: np.ndarray, label: int, means,
             cells.extend(to_uint8(edited)[:, 0].cpu().numpy())
             name = f"{method} (g={g:g})" if method == "swap" and g != 1 else method
             titles.extend(f"{name}\n{e}" if r == 0 else "" for e in EMOTIONS)
-    fig = face_grid(cells, ncols=1 + k * len(methods), titles=titles, scale=0.62,
+    fig = face_grid(cells, ncols=1 + k * len(methods), titles=titles, scale=0.52,
                     row_labels=[f"x{a:g}" for a in intensities])
     for ax in fig.axes:
         ax.title.set_fontsize(5.5)
