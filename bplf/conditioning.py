@@ -32,6 +32,7 @@ import torch
 
 from bplf.data import EMOTIONS, EmotionSet, load_emotion_set
 from bplf.experiments import RESULTS_DIR, RUNS_DIR, compare, finished, grid_runs, verdict
+from bplf.metrics.fidelity import binomial_se
 from bplf.utils import atomic_write, progress
 
 COLUMNS = ["grid", "config", "seed", "metric", "source", "method", "temperature", "guidance",
@@ -255,7 +256,7 @@ def rate(values: pd.DataFrame) -> tuple[float, float, int]:
     the samples behind the mean, whichever is larger: two seeds can agree by luck, but no mean
     of a few thousand samples is known better than the binomial error."""
     p, seeds = float(values["value"].mean()), len(values)
-    binomial = float(np.sqrt(p * (1 - p) / values["n"].sum()))
+    binomial = binomial_se(p, values["n"].sum())
     spread = float(values["value"].std() / np.sqrt(seeds)) if seeds > 1 else 0.0
     return p, max(spread, binomial), seeds
 

@@ -105,9 +105,9 @@ def recommend(report: dict) -> dict:
                key=lambda r: r["accuracy"])
     out = {"samples": {k: best[k] for k in ("temperature", "guidance", "accuracy", "fd")},
            "fd_tolerance": FD_TOLERANCE}
-    kept = [e for e in report.get("edits", [])
-            if e["identity"]["edit_ssim"] > e["identity"]["different_person_ssim"]
-            and e["identity"]["edit_rmse"] < e["identity"]["different_person_rmse"]]
+    from bplf.metrics.fidelity import keeps_person
+
+    kept = [e for e in report.get("edits", []) if keeps_person(e["identity"])]
     if kept:
         e = max(kept, key=lambda e: e["hit_rate"]["1.0"])
         out["edits"] = {"method": e["method"], "guidance": e["guidance"],

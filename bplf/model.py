@@ -521,7 +521,7 @@ def warm_start(model: nn.Module, source: dict[str, Tensor]) -> list[str]:
     offsets start at zero, and an embedding multiplied by zero weights does not change the map.
     Returns the names not copied whole; anything else that does not fit raises ``ValueError``.
     """
-    target = model.state_dict()
+    target = model.state_dict()  # its tensors share the model's storage: writing them writes it
     unknown = sorted(set(source) - set(target))
     if unknown:
         raise ValueError(f"the source weights have tensors this model lacks: {unknown[:5]}")
@@ -541,5 +541,4 @@ def warm_start(model: nn.Module, source: dict[str, Tensor]) -> list[str]:
         else:
             raise ValueError(f"{name}: source shape {tuple(src.shape)} does not fit "
                              f"{tuple(value.shape)} (a model with another architecture?)")
-    model.load_state_dict(target)
     return partial

@@ -366,7 +366,7 @@ def guidance_figure(report: dict, previous: dict | None = None,
     untrained floor and the ``previous`` model's best as horizontal lines), and the edit
     hit-rate at intensity 1 (swap per scale; the other methods as horizontal lines; hollow
     markers where an edit no longer keeps the person)."""
-    from bplf.metrics.fidelity import CEILING, FLOOR
+    from bplf.metrics.fidelity import CEILING, FLOOR, keeps_person
 
     rows = report["fidelity"]
     own = [r for r in rows if r["generator"] == report["checkpoint"]]
@@ -396,9 +396,7 @@ def guidance_figure(report: dict, previous: dict | None = None,
     axes[0].legend(fontsize=7)
     ax = axes[2]
     for i, e in enumerate(report.get("edits", [])):
-        ident = e["identity"]
-        kept = (ident["edit_ssim"] > ident["different_person_ssim"]
-                and ident["edit_rmse"] < ident["different_person_rmse"])
+        kept = keeps_person(e["identity"])
         hit = e["hit_rate"]["1.0"]
         if e["method"] == "swap":
             ax.plot(e["guidance"], hit, "o", color="C2", mfc="C2" if kept else "none",

@@ -124,11 +124,13 @@ def test_shipped_classifier_on_real_test_faces():
 
 def test_edit_accuracy_is_one_seventh_at_intensity_zero(es, trained, flow):
     from bplf.editing import latent_means
-    from bplf.metrics.fidelity import edit_accuracy
+    from bplf.metrics.fidelity import binomial_se, edit_accuracy
 
     classifier, _ = trained
     faces = es.select(split="test").subsample(20)
     shares = edit_accuracy(flow, classifier, faces.images, faces.labels,
                            latent_means(flow, es, per_emotion=30), intensities=(0.0, 1.5))
     assert shares[0.0] == pytest.approx(1 / 7)  # unchanged faces: one target in seven is hit
+    # the noise on such a share: sqrt(p (1 - p) / n) over the 20 * 7 edits
+    assert binomial_se(shares[0.0], 140) == pytest.approx((1 / 7 * 6 / 7 / 140) ** 0.5)
     assert 0 <= shares[1.5] <= 1 and shares[1.5] != shares[0.0]

@@ -300,6 +300,7 @@ def test_cli_evaluates_guided_samples_and_swap_edits(data_env, tmp_path):
 
 def test_recommend_skips_unreal_samples_and_edits_that_replace_the_face():
     from bplf.evaluate import FD_TOLERANCE, recommend
+    from bplf.metrics.fidelity import edits_frame
 
     def sample(t, g, acc, fd):
         return {"generator": "m", "temperature": t, "guidance": g, "accuracy": acc, "fd": fd}
@@ -323,6 +324,10 @@ def test_recommend_skips_unreal_samples_and_edits_that_replace_the_face():
                                "fd": 4.0 * FD_TOLERANCE}
     assert (best["edits"]["method"], best["edits"]["guidance"], best["edits"]["hit_rate"]) == (
         "swap", 8.0, 0.3)
+    # the table notebook 05 shows says the same of each edit
+    kept = edits_frame(report["edits"])["keeps the person"]
+    assert kept.tolist() == [True, True, False, False]
+    assert kept.index.tolist() == [("mean", 1.0), ("swap", 8.0), ("swap", 16.0), ("prior", 1.0)]
 
 
 def test_export_keeps_the_selected_weights(data_env, tmp_path):

@@ -252,6 +252,30 @@ def identity_report(model: BPLF, images: np.ndarray, labels: np.ndarray,
             else float("nan")}
 
 
+def keeps_person(identity: dict) -> bool:
+    """Whether an edit keeps the person (an ``identity_report``): closer to its input than two
+    different real faces of one emotion are to each other, in SSIM (above) and RMSE (below)."""
+    return (identity["edit_ssim"] > identity["different_person_ssim"]
+            and identity["edit_rmse"] < identity["different_person_rmse"])
+
+
+def binomial_se(p: float, n: int) -> float:
+    """Standard error of a proportion ``p`` measured on ``n`` independent trials."""
+    return float(np.sqrt(p * (1 - p) / n))
+
+
+def edits_frame(edits: list[dict]):
+    """``edit_report``'s entries as a table: one row per method and guidance, the hit-rate per
+    intensity, SSIM and RMSE to the input at intensity 1, and whether the person is kept."""
+    import pandas as pd
+
+    return pd.DataFrame([{"method": e["method"], "guidance": e["guidance"],
+                          **{f"hit x{a}": h for a, h in e["hit_rate"].items()},
+                          "SSIM": e["identity"]["edit_ssim"], "RMSE": e["identity"]["edit_rmse"],
+                          "keeps the person": keeps_person(e["identity"])}
+                         for e in edits]).set_index(["method", "guidance"])
+
+
 def edit_report(model: BPLF, classifier: EmotionCNN, images: np.ndarray, labels: np.ndarray,
                 means: list[torch.Tensor] | None = None,
                 intensities: tuple[float, ...] = (0.0, 0.5, 1.0, 1.5),
