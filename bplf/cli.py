@@ -75,7 +75,8 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
                                  device=args.device, classifier=args.classifier,
                                  n_per_emotion=args.per_emotion,
                                  temperatures=tuple(args.temperatures),
-                                 edit_faces=args.edit_faces, guidance=tuple(args.guidance))
+                                 edit_faces=args.edit_faces, guidance=tuple(args.guidance),
+                                 sweep=args.sweep, workers=args.workers)
     text = json.dumps(report, indent=1)
     print(text)
     if args.output:
@@ -215,8 +216,14 @@ def main(argv: list[str] | None = None) -> None:
                    help="fidelity metrics on this many samples per emotion (0: skip them)")
     p.add_argument("--temperatures", type=float, nargs="+", default=[0.5, 0.7, 1.0])
     p.add_argument("--guidance", type=float, nargs="+", default=[1.0],
-                   help="guidance scales of the samples and swap edits (above 1: a model "
-                        "trained with label dropout)")
+                   help="guidance scales, each by the coupling rule and by the prior rule, of "
+                        "the samples and of swap and reexpress edits (above 1: a model trained "
+                        "with label dropout; bplf.guidance)")
+    p.add_argument("--sweep", choices=["grid", "person"], default="grid",
+                   help="grid: every temperature x guidance scale; person: the curated sweep "
+                        "of bplf.evaluate.person_sweep (ignores --temperatures, --guidance)")
+    p.add_argument("--workers", type=int, default=1,
+                   help="2: measure the edits in a second process (one thread each)")
     p.add_argument("--edit-faces", type=int, default=200,
                    help="test faces edited toward every emotion (0: skip the edit metrics)")
     p.add_argument("--classifier", type=Path, help="classifier directory (default: shipped)")

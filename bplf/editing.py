@@ -1,44 +1,57 @@
 """Class-conditional sampling, expression editing and interpolation in a flow's latent space.
 
-In a model whose couplings are not label-conditioned the map does not depend on the emotion:
-only the priors do. So a face can be encoded once and its latents moved from the source
-emotion's statistics toward the target's, then decoded exactly. Two ways to define "toward":
+A face is encoded, changed and decoded exactly. The methods (``methods_for`` says which a model
+supports), each moving emotion ``source`` toward ``target`` by ``intensity`` (0 gives the input
+back exactly; 1 is a full move; above 1 exaggerates, up to ``MAX_INTENSITY``):
 
-* ``"mean"`` (default): add ``intensity * (m_target - m_source)`` to every latent, where ``m_k``
-  is the mean latent of emotion k's training faces (all scales, so fine detail moves too);
+* ``"mean"``: add ``intensity * (m_target - m_source)`` to every latent, where ``m_k`` is the
+  mean latent of emotion k's training faces (all scales, so fine detail moves too);
 * ``"prior"``: on the top latent only, move ``z`` toward
-  ``mu_target + sigma_target / sigma_source * (z - mu_source)`` using the learned
-  class-conditional prior (the other latents stay).
+  ``mu_target + sigma_target / sigma_source * (z - mu_source)`` under the learned
+  class-conditional prior (the other latents stay);
+* ``"reexpress"``: every latent re-expressed under the target's (guided) prior: standardised
+  under the source's conditional prior, placed under the target's, and decoded with the target
+  label in the couplings (``BPLF.encode_noise`` / ``decode_noise``); ``guidance`` (a
+  ``bplf.guidance.Guidance``) guides the target's priors and couplings;
+* ``"swap"`` (label-conditioned couplings): keep the latents, decode with the label embedding
+  moved from source to target; ``guidance`` (the coupling rule) is used for both the encode and
+  the decode, so intensity 0 is exactly the identity at every scale;
+* ``"gradient"``: the model's own classifier, ``log p(target | x) = log p(x | target) -
+  logsumexp_y log p(x | y)``: the face's latents move up its gradient (Adam, with a proximity
+  term) until the model prefers the target (``GRADIENT_STEPS`` at most); no external classifier
+  takes part, the emotion classifier only judges.
 
-A model with label-conditioned couplings (``ModelConfig.coupling_conditioning``) adds a third:
-
-* ``"swap"``: encode the face with the source emotion, decode the same latents with the label
-  embedding moved from source to target, ``e = e_source + intensity * (e_target - e_source)``;
-  ``guidance`` (> 1: a stronger expression) is used for both the encode and the decode, so
-  intensity 0 is exactly the identity at every guidance scale.
-
-(``mean`` and ``prior`` still work there: the face is encoded and decoded with the source label.)
-At intensity 0 every method returns the input latents, so the decoded face is the input face up
-to float rounding (asserted in the tests and in notebook 05).
+(``mean``, ``prior`` and ``gradient`` encode and decode with the source label.)
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from bplf.data import EMOTIONS, EmotionSet
+from bplf.guidance import Guidance
 from bplf.likelihood import dequantize, to_uint8
 from bplf.model import BPLF
 
-METHODS = ("mean", "prior", "swap")
+METHODS = ("mean", "prior", "reexpress", "swap", "gradient")
+#: the largest intensity an edit accepts (``mean`` and ``prior`` change little below 2)
+MAX_INTENSITY = 3.0
+#: the ``gradient`` method: at most this many Adam steps of this size on the latents, with this
+#: weight on the squared distance to the encoded latents (per latent entry)
+GRADIENT_STEPS, GRADIENT_LR, GRADIENT_PROXIMITY = 8, 0.03, 1e-3
 
 
 def methods_for(model) -> tuple[str, ...]:
-    """The editing methods ``model`` supports (``swap`` needs label-conditioned couplings)."""
-    conditioned = getattr(model.config, "coupling_conditioning", False)
-    return METHODS if conditioned else tuple(m for m in METHODS if m != "swap")
+    """The editing methods ``model`` supports (``swap`` needs label-conditioned couplings; a
+    model without the flow's priors, the peers, none)."""
+    if not isinstance(model, BPLF):
+        return ()
+    conditioned = model.map_depends_on_label
+    return tuple(m for m in METHODS if conditioned or m != "swap")
 
 
 @torch.no_grad()
@@ -83,57 +96,129 @@ def edit_latents(model: BPLF, zs: list[Tensor], source, target, intensity: float
     return [*zs[:-1], top + intensity * (moved - top)]
 
 
-def _check_edit(model: BPLF, intensity: float, method: str, guidance: float) -> None:
-    if not 0 <= intensity <= 1.5:
-        raise ValueError(f"intensity must lie in [0, 1.5], got {intensity}")
+def _check_edit(model: BPLF, intensity: float, method: str, guidance: Guidance) -> None:
+    if not 0 <= intensity <= MAX_INTENSITY:
+        raise ValueError(f"intensity must lie in [0, {MAX_INTENSITY:g}], got {intensity}")
     if method not in methods_for(model):
         raise ValueError(f"method must be one of {methods_for(model)} for this model, "
                          f"not {method!r}")
-    if guidance != 1.0 and method != "swap":
-        raise ValueError("guidance applies to method='swap' only")
+    if guidance.active and method not in ("swap", "reexpress"):
+        raise ValueError("guidance applies to method='swap' and 'reexpress' only")
+    if guidance.prior != 1.0 and method == "swap":
+        raise ValueError("swap keeps the latents: only the coupling rule guides it "
+                         "(Guidance(coupling=...))")
+
+
+@dataclass
+class EditStart:
+    """What ``encode_for_edit`` found for faces of emotion ``source``: their latents (or, for
+    ``reexpress``, their standardised noise), the same for every target and intensity; the
+    ``gradient`` method keeps each target's optimised latents in ``ascended``."""
+
+    latents: list[Tensor]
+    source: Tensor
+    method: str
+    guidance: Guidance
+    ascended: dict[tuple[int, ...], list[Tensor]] = field(default_factory=dict)
 
 
 @torch.no_grad()
 def encode_for_edit(model: BPLF, x: Tensor, source, method: str = "mean",
-                    guidance: float = 1.0) -> list[Tensor]:
-    """The latents an edit of faces ``x`` (model space) of emotion ``source`` starts from: the
-    same for every target and intensity, so a sweep encodes once (``decode_edit``)."""
+                    guidance: Guidance | float = 1.0) -> EditStart:
+    """The start of an edit of faces ``x`` (model space) of emotion ``source``: the same for
+    every target and intensity, so a sweep encodes once (``decode_edit``)."""
+    guidance = Guidance.of(guidance)
     _check_edit(model, 0.0, method, guidance)
     device = next(model.parameters()).device
     src = torch.as_tensor(source, dtype=torch.long, device=device)
+    src = src.expand(len(x)) if src.ndim == 0 else src
+    x = x.to(device)
     # encoded with the source emotion (it matters to label-conditioned couplings)
-    return model.encode(x.to(device), src.expand(len(x)) if src.ndim else src,
-                        **({"guidance": guidance} if method == "swap" else {}))
+    if method == "reexpress":
+        latents = model.encode_noise(x, src)
+    else:
+        latents = model.encode(x, src, guidance if method == "swap" else 1.0)
+    return EditStart(latents, src, method, guidance)
+
+
+def ascend_own_classifier(model: BPLF, zs: list[Tensor], source: Tensor, target: Tensor,
+                          steps: int = GRADIENT_STEPS, lr: float = GRADIENT_LR,
+                          proximity: float = GRADIENT_PROXIMITY) -> list[Tensor]:
+    """Latents moved up the gradient of the model's own ``log p(target | x)`` (Bayes' rule over
+    its class-conditional likelihoods, ``x`` decoded with the source label), minus ``proximity``
+    times the mean squared distance to ``zs``; a face stops moving once the model prefers the
+    target."""
+    start = [z.detach() for z in zs]
+    z = [s.clone().requires_grad_(True) for s in start]
+    opt = torch.optim.Adam(z, lr=lr)
+    n = len(start[-1])
+    dims = sum(s[0].numel() for s in start)
+    with torch.enable_grad():
+        for _ in range(steps):
+            lp = model.log_prob_classes(model.decode(z, source))  # (N, K) nats
+            done = lp.argmax(1) == target
+            if bool(done.all()):
+                break
+            log_post = lp[torch.arange(n), target] - torch.logsumexp(lp, 1)
+            dist = sum(((a - b) ** 2).flatten(1).sum(1) for a, b in zip(z, start, strict=True))
+            loss = -(log_post - proximity * dist / dims).sum()
+            before = [t.detach().clone() for t in z]
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            with torch.no_grad():
+                for t, b in zip(z, before, strict=True):
+                    t[done] = b[done]
+    return [t.detach() for t in z]
+
+
+def decode_edit(model: BPLF, start: EditStart, target, intensity: float = 1.0,
+                means: list[Tensor] | None = None, denoise: bool = False) -> Tensor:
+    """The edited faces from ``encode_for_edit``'s start, by its method (module docstring);
+    ``denoise``: one Tweedie step given the target after decoding (``BPLF.denoise``)."""
+    out = _decode_edit(model, start, target, intensity, means)
+    if not denoise:
+        return out
+    tgt = torch.as_tensor(target, dtype=torch.long, device=out.device)
+    return model.denoise(out, tgt.expand(len(out)) if tgt.ndim == 0 else tgt)
 
 
 @torch.no_grad()
-def decode_edit(model: BPLF, zs: list[Tensor], source, target, intensity: float = 1.0,
-                method: str = "mean", means: list[Tensor] | None = None,
-                guidance: float = 1.0) -> Tensor:
-    """The edited faces from ``encode_for_edit``'s latents: ``mean`` and ``prior`` move the
-    latents and decode with the source emotion; ``swap`` keeps them and decodes with the label
-    embedding moved from source to target (guided by ``guidance``)."""
+def _decode_edit(model: BPLF, start: EditStart, target, intensity: float,
+                 means: list[Tensor] | None) -> Tensor:
+    method, guidance, src = start.method, start.guidance, start.source
     _check_edit(model, intensity, method, guidance)
-    device = zs[-1].device
-    src = torch.as_tensor(source, dtype=torch.long, device=device)
+    zs = start.latents
     n = len(zs[-1])
+    tgt = torch.as_tensor(target, dtype=torch.long, device=zs[-1].device)
+    tgt = tgt.expand(n) if tgt.ndim == 0 else tgt
     if method == "swap":
-        tgt = torch.as_tensor(target, dtype=torch.long, device=device)
         e_src, e_tgt = model.embed(src), model.embed(tgt)
-        return model.decode(zs, tgt.expand(n), guidance=guidance,
+        return model.decode(zs, tgt, guidance=guidance,
                             embedding=e_src + intensity * (e_tgt - e_src))
-    return model.decode(edit_latents(model, zs, src, target, intensity, method, means), src)
+    if method == "reexpress":
+        return model.decode_noise(zs, tgt, guidance, source=src, intensity=intensity)
+    if method == "gradient":
+        if intensity == 0:
+            return model.decode(zs, src)
+        key = tuple(tgt.tolist())
+        if key not in start.ascended:
+            start.ascended[key] = ascend_own_classifier(model, zs, src, tgt)
+        moved = [z + intensity * (a - z) for z, a in zip(zs, start.ascended[key], strict=True)]
+        return model.decode(moved, src)
+    return model.decode(edit_latents(model, zs, src, tgt, intensity, method, means), src)
 
 
 def edit_expression(model: BPLF, x: Tensor, source, target, intensity: float = 1.0,
                     method: str = "mean", means: list[Tensor] | None = None,
-                    guidance: float = 1.0) -> Tensor:
+                    guidance: Guidance | float = 1.0, denoise: bool = False) -> Tensor:
     """Faces ``x`` (model space) of emotion ``source`` re-expressed as ``target``;
-    ``intensity`` in [0, 1.5]: 0 returns ``x``, 1 a full move, above 1 exaggerates.
-    ``method``: one of ``methods_for(model)``; ``guidance`` applies to ``swap`` only."""
-    _check_edit(model, intensity, method, guidance)
-    zs = encode_for_edit(model, x, source, method, guidance)
-    return decode_edit(model, zs, source, target, intensity, method, means, guidance)
+    ``intensity`` in [0, ``MAX_INTENSITY``]: 0 returns ``x``, 1 a full move, above 1
+    exaggerates. ``method``: one of ``methods_for(model)``; ``guidance`` (a
+    ``bplf.guidance.Guidance``, or a number: the coupling rule) for ``swap`` and
+    ``reexpress``; ``denoise`` as in ``decode_edit``."""
+    start = encode_for_edit(model, x, source, method, guidance)
+    return decode_edit(model, start, target, intensity, means, denoise)
 
 
 @torch.no_grad()
@@ -150,14 +235,18 @@ def interpolate(model: BPLF, x_a: Tensor, x_b: Tensor, steps: int = 8, y=None) -
 
 @torch.no_grad()
 def sample_faces(model: BPLF, n_per_emotion: int, temperature: float, seed: int = 0,
-                 batch_size: int = 500, guidance: float = 1.0) -> tuple[torch.Tensor, np.ndarray]:
+                 batch_size: int = 500, guidance: Guidance | float = 1.0,
+                 denoise: bool = False) -> tuple[torch.Tensor, np.ndarray]:
     """``n_per_emotion`` samples of every emotion as uint8 (N, 48, 48), with their labels; fixed
-    seeds (one generator per temperature, drawn in fixed-size batches); ``guidance`` as in
-    ``BPLF.sample``."""
+    seeds (one generator per temperature, drawn in fixed-size batches); ``guidance`` and
+    ``denoise`` as in ``BPLF.sample``."""
     device = next(model.parameters()).device
     y = np.repeat(np.arange(model.config.num_classes), n_per_emotion)
     gen = torch.Generator(device=device).manual_seed(seed)
-    guided = {"guidance": guidance} if guidance != 1.0 else {}  # the peers have no guidance
+    guidance = Guidance.of(guidance)
+    # the peers have neither guidance nor denoising
+    guided = ({"guidance": guidance} if guidance.active else {}) | (
+        {"denoise": True} if denoise else {})
     out = []
     for i in range(0, len(y), batch_size):
         yb = torch.as_tensor(y[i : i + batch_size], device=device)

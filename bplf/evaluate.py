@@ -5,13 +5,27 @@ fidelity of samples and of edits."""
 from __future__ import annotations
 
 import math
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from bplf.data import EMOTIONS, load_emotion_set
+from bplf.editing import methods_for
+from bplf.guidance import Guidance
 from bplf.likelihood import bpd_from_log_prob, dequantize, to_uint8
+from bplf.metrics import load_classifier
+from bplf.metrics.faces import face_found, same_person_reference
+from bplf.metrics.fidelity import (
+    CEILING,
+    FLOOR,
+    fidelity_table,
+    generative_accuracy,
+    untrained_like,
+)
 from bplf.model import BPLF, DensityModel
 from bplf.utils import progress
 
@@ -35,8 +49,6 @@ def bpd_report(model: BPLF, images: np.ndarray, labels: np.ndarray,
     compare with unconditional models. ``generative_accuracy``: the flow as a classifier,
     argmax_y log p(x | y) (``bplf.metrics.fidelity.generative_accuracy``).
     """
-    from bplf.metrics.fidelity import generative_accuracy
-
     device = torch.device(device) if device else next(model.parameters()).device
     x = dequantize(images, generator=torch.Generator().manual_seed(seed)).to(device)
     dims = x[0].numel()
@@ -86,57 +98,175 @@ def round_trip_report(model: DensityModel, images: np.ndarray,
             "nonfinite": int((~torch.isfinite(err)).sum())}
 
 
-#: a sampling setting is recommended only if its Fréchet distance is within this factor of the
-#: model's lowest: fidelity bought with faces that stop looking real does not count
-FD_TOLERANCE = 1.5
+@dataclass
+class Sweep:
+    """The settings an evaluation measures: samples at (temperature, guidance), and edits by
+    (method, guidance, intensities); ``gradient_faces``: how many of the edited faces the
+    costly ``gradient`` method gets (0: none)."""
+
+    samples: list[tuple[float, Guidance]]
+    edits: list[tuple[str, Guidance, tuple[float, ...]]]
+    gradient_faces: int = 0
+
+
+#: intensities of the edits that move latents by statistics: they change little below 2
+LATENT_INTENSITIES = (0.5, 1.0, 1.5, 2.0, 3.0)
+#: intensities of the edits that move the label
+LABEL_INTENSITIES = (0.5, 1.0, 1.5)
+
+
+def grid_sweep(temperatures: tuple[float, ...] = (0.5, 0.7, 1.0),
+               guidance: tuple[float, ...] = (1.0,), methods: tuple[str, ...] = (),
+               gradient_faces: int = 0) -> Sweep:
+    """Every temperature with every guidance scale, by the coupling rule and by the prior rule
+    (1: plain samples); edits by every method in ``methods``: ``swap`` at each scale of the
+    coupling rule, ``reexpress`` of the prior rule."""
+    scales = sorted(set(guidance) | {1.0})
+    rules = [Guidance()] + [Guidance(coupling=g) for g in scales if g != 1.0] + [
+        Guidance(prior=g) for g in scales if g != 1.0]
+    rules = [g for g in rules if g.active or 1.0 in guidance]
+    edits = []
+    for method in methods:
+        if method in ("mean", "prior"):
+            edits.append((method, Guidance(), LATENT_INTENSITIES))
+        elif method == "swap":
+            edits += [(method, Guidance(coupling=g), LABEL_INTENSITIES) for g in scales]
+        elif method == "reexpress":
+            edits += [(method, Guidance(prior=g), LABEL_INTENSITIES) for g in scales]
+    return Sweep([(t, g) for g in rules for t in temperatures], edits,
+                 gradient_faces if "gradient" in methods else 0)
+
+
+def person_sweep(methods: tuple[str, ...]) -> Sweep:
+    """The sweep that chose the shipped model's recommended settings (notebook 05): today's
+    coupling rule up to 8, the prior rule from 2 to 8 with the couplings plain or at 2, the
+    prior rule on the top level only and annealed over the levels, at three temperatures;
+    every editing method, the label-moving ones guided by both rules."""
+    g = Guidance
+    at_07 = [g(), g(coupling=2), g(coupling=4), g(coupling=8), g(coupling=8, schedule="linear"),
+             g(prior=2), g(prior=3), g(prior=4), g(prior=6), g(prior=8), g(prior=3, coupling=2),
+             g(prior=4, coupling=2), g(prior=4, levels=(2,)), g(prior=4, schedule="linear")]
+    warmer = [g(), g(prior=2), g(prior=3), g(prior=4), g(prior=3, coupling=2)]
+    samples = ([(0.7, x) for x in at_07] + [(0.85, x) for x in warmer]
+               + [(1.0, x) for x in [*warmer, g(prior=7, coupling=2)]])
+    edits = []
+    for method in methods:
+        if method in ("mean", "prior"):
+            edits.append((method, g(), LATENT_INTENSITIES))
+        elif method == "swap":
+            edits += [(method, g(coupling=c), LABEL_INTENSITIES) for c in (1, 2, 4, 8)]
+        elif method == "reexpress":
+            edits += [(method, x, LABEL_INTENSITIES)
+                      for x in (g(), g(prior=2), g(prior=3), g(prior=4), g(prior=3, coupling=2),
+                                g(prior=7, coupling=2))]
+    return Sweep(samples, edits, 14 if "gradient" in methods else 0)
+
+
+#: a sample setting is recommended only if its face rate is at least this share of real faces'
+FACE_RATE_SHARE = 0.9
+#: ... and its samples of one emotion are no more alike than this (mean pair SSIM; two real
+#: people of one emotion: about 0.07)
+MAX_PAIR_SSIM = 0.3
 
 
 def recommend(report: dict) -> dict:
-    """The settings to use, from an ``evaluate_checkpoint`` report with fidelity and edits.
+    """The settings a person would accept, from an ``evaluate_checkpoint`` report.
 
-    ``samples``: among the model's temperatures in [0.5, 1] and guidance scales, the highest
-    sample fidelity whose FD is within ``FD_TOLERANCE`` of the model's lowest; ``edits``: the
-    method and guidance with the highest hit-rate at intensity 1 among those that keep the
-    person (SSIM to the input above, RMSE below, two different real faces of one emotion)."""
-    rows = [r for r in report["fidelity"] if r["generator"] == report["checkpoint"]
-            and 0.5 <= r["temperature"] <= 1.0]
-    lowest = min(r["fd"] for r in rows)
-    best = max((r for r in rows if r["fd"] <= FD_TOLERANCE * lowest),
-               key=lambda r: r["accuracy"])
-    out = {"samples": {k: best[k] for k in ("temperature", "guidance", "accuracy", "fd")},
-           "fd_tolerance": FD_TOLERANCE}
-    from bplf.metrics.fidelity import keeps_person
-
-    kept = [e for e in report.get("edits", []) if keeps_person(e["identity"])]
-    if kept:
-        e = max(kept, key=lambda e: e["hit_rate"]["1.0"])
-        out["edits"] = {"method": e["method"], "guidance": e["guidance"],
-                        "hit_rate": e["hit_rate"]["1.0"],
-                        "ssim": e["identity"]["edit_ssim"], "rmse": e["identity"]["edit_rmse"],
-                        "different_person_ssim": e["identity"]["different_person_ssim"],
-                        "different_person_rmse": e["identity"]["different_person_rmse"]}
+    ``samples``: the highest joint rate (a face *and* the requested emotion) among the model's
+    settings whose face rate is at least ``FACE_RATE_SHARE`` of the real faces' and whose pair
+    SSIM is at most ``MAX_PAIR_SSIM``; ``edits``: the highest joint hit-rate among the edits that
+    keep the person (``faces.keeps_person``) and keep the face rate at least ``FACE_RATE_SHARE``
+    of their inputs'. ``meets_rule`` is False where no setting passes (then the best joint rate
+    is given anyway, flagged)."""
+    real = next(r for r in report["fidelity"] if r["generator"] == CEILING)
+    rows = [r for r in report["fidelity"] if r["generator"] == report["checkpoint"]]
+    ok = [r for r in rows if r["face_rate"] >= FACE_RATE_SHARE * real["face_rate"]
+          and r["pair_ssim"] <= MAX_PAIR_SSIM]
+    best = max(ok or rows, key=lambda r: r["joint_rate"])
+    keys = ("temperature", "guidance", "guidance_config", "joint_rate", "face_rate", "accuracy",
+            "fd", "pair_ssim", "precision", "recall")
+    out = {"samples": {k: best[k] for k in keys} | {"meets_rule": bool(ok)},
+           "rule": {"face_rate_share": FACE_RATE_SHARE, "max_pair_ssim": MAX_PAIR_SSIM}}
+    edits = report.get("edits", [])
+    if edits:
+        floor = FACE_RATE_SHARE * report["reference"]["edit_inputs"]["face_rate"]
+        kept = [e for e in edits if e["keeps_person"] and e["face_rate"] >= floor]
+        e = max(kept or edits, key=lambda e: e["joint_rate"])
+        out["edits"] = {k: e[k] for k in ("method", "guidance", "guidance_config", "intensity",
+                                          "joint_rate", "hit_rate", "face_rate", "ssim",
+                                          "rmse")} | {"meets_rule": bool(kept)}
     return out
+
+
+def safe_ranges(report: dict) -> dict:
+    """Where faces break, for the explorers' sliders: the largest scale of the prior rule alone
+    and of the coupling rule alone whose samples (at any temperature measured) keep a face rate
+    of at least ``FACE_RATE_SHARE`` of real faces'; and per editing method the largest
+    intensity, and for the guided methods the largest scales, whose edits keep both the face
+    rate (of the inputs') and the person."""
+    real = next(r for r in report["fidelity"] if r["generator"] == CEILING)
+    own = [r for r in report["fidelity"] if r["generator"] == report["checkpoint"]]
+    ok = [Guidance.of(r["guidance_config"]) for r in own
+          if r["face_rate"] >= FACE_RATE_SHARE * real["face_rate"]]
+    out = {"samples": {"prior": max([g.prior for g in ok if g.coupling == 1] or [1.0]),
+                       "coupling": max([g.coupling for g in ok if g.prior == 1] or [1.0])}}
+    edits = report.get("edits", [])
+    if edits:
+        floor = FACE_RATE_SHARE * report["reference"]["edit_inputs"]["face_rate"]
+        good = [e for e in edits if e["keeps_person"] and e["face_rate"] >= floor]
+        out["edits"] = {
+            "intensity": {m: max([e["intensity"] for e in good if e["method"] == m] or [0.0])
+                          for m in dict.fromkeys(e["method"] for e in edits)},
+            "prior": max([e["guidance_config"]["prior"] for e in good] or [1.0]),
+            "coupling": max([e["guidance_config"]["coupling"] for e in good] or [1.0])}
+    return out
+
+
+def _edit_rows(path: Path | str, device, classifier, faces: dict, sweep: Sweep,
+               reference: dict, threads: int | None = None) -> list[dict]:
+    """The edit rows of ``evaluate_checkpoint`` (run in a worker process when asked)."""
+    from bplf.editing import latent_means
+    from bplf.metrics import load_classifier
+    from bplf.metrics.fidelity import edit_sweep
+    from bplf.train import load_checkpoint
+
+    if threads:
+        torch.set_num_threads(threads)
+    model = load_checkpoint(path, device)
+    judge = load_classifier(classifier, device)
+    means = latent_means(model, load_emotion_set(), per_emotion=200)
+    rows = edit_sweep(model, judge, faces["images"], faces["labels"],
+                      [e for e in sweep.edits], reference, means)
+    if sweep.gradient_faces:
+        n = sweep.gradient_faces
+        rows += edit_sweep(model, judge, faces["images"][:n], faces["labels"][:n],
+                           [("gradient", Guidance(), (1.0,))], reference, means)
+    return rows
 
 
 def evaluate_checkpoint(path: Path | str, split: str = "test", limit: int | None = None,
                         device: torch.device | str | None = None,
                         classifier: Path | str | None = None, n_per_emotion: int = 0,
                         temperatures: tuple[float, ...] = (0.5, 0.7, 1.0),
-                        edit_faces: int = 200, guidance: tuple[float, ...] = (1.0,)) -> dict:
+                        edit_faces: int = 200, guidance: tuple[float, ...] = (1.0,),
+                        sweep: str = "grid", workers: int = 1) -> dict:
     """Per-source and overall bpd on ``split``, the flow's own classifier per source
     (``bpd_report``), and the round trip of every face evaluated (``round_trip_report``), for a
-    run directory. With ``n_per_emotion`` > 0 also the fidelity table
-    (``bplf.metrics.fidelity``) of this model at every temperature and guidance scale and of
-    its untrained floor, judged by the classifier in ``classifier`` (default: shipped); the
-    edit metrics (``fidelity.edit_report``: hit-rate per intensity and identity kept, every
-    editing method the model supports, each guidance scale for swap) on ``edit_faces`` faces;
-    and the ``recommend``-ed settings. A guidance scale above 1 needs a run trained with label
-    dropout (its null label is what guidance extrapolates from)."""
+    run directory. With ``n_per_emotion`` > 0 also, judged by the classifier in ``classifier``
+    (default: shipped): the fidelity table (``bplf.metrics.fidelity``: classifier accuracy, FD,
+    face rate, joint rate, pair SSIM, precision and recall) of this model at every sample
+    setting and of its untrained floor; the edit rows (``fidelity.edit_sweep``) on
+    ``edit_faces`` faces; the references (real faces, the same person, the edits' inputs); and
+    the ``recommend``-ed settings. ``sweep``: "grid" (``grid_sweep`` of ``temperatures`` and
+    ``guidance``) or "person" (``person_sweep``). Guidance needs a run trained with label
+    dropout (its null label is what guidance extrapolates from). ``workers`` = 2 measures the
+    edits in a second process, one thread each."""
     from bplf.train import load_checkpoint, load_run_config
 
     model = load_checkpoint(path, device)
+    guidable = load_run_config(path)[1].label_dropout > 0
     guidance = tuple(guidance)
-    if any(g != 1.0 for g in guidance) and load_run_config(path)[1].label_dropout == 0:
+    if any(g != 1.0 for g in guidance) and not guidable:
         raise ValueError(f"{path}: trained without label dropout, so it has no null label to "
                          f"guide from; evaluate it at guidance 1 only (got {guidance})")
     es = load_emotion_set()
@@ -161,22 +291,43 @@ def evaluate_checkpoint(path: Path | str, split: str = "test", limit: int | None
     report["round_trip"] = round_trip_report(model, np.concatenate(evaluated), device,
                                              labels=np.concatenate(evaluated_labels))
     report["round_trip_max_abs_error"] = report["round_trip"]["max_abs_error"]
-    if n_per_emotion > 0:
-        from bplf.metrics import load_classifier
-        from bplf.metrics.fidelity import FLOOR, fidelity_table, untrained_like
-
+    if n_per_emotion <= 0:
+        return report
+    methods = methods_for(model) if edit_faces > 0 else ()
+    if sweep == "person":
+        plan = person_sweep(methods)
+        if not guidable:
+            plan.samples = [(t, g) for t, g in plan.samples if not g.active]
+            plan.edits = [e for e in plan.edits if not e[1].active]
+    elif sweep == "grid":
+        plan = grid_sweep(temperatures, guidance, methods, gradient_faces=min(edit_faces, 42))
+    else:
+        raise ValueError(f"sweep must be 'grid' or 'person', not {sweep!r}")
+    plan.edits = [e for e in plan.edits if e[0] in methods]
+    reference = same_person_reference(es)
+    faces = data.subsample(edit_faces, seed=0)
+    report["reference"] = {"same_person": reference,
+                           "edit_inputs": {"n": len(faces),
+                                           "face_rate": float(face_found(faces.images).mean())}}
+    edit_job = (path, device, classifier, {"images": faces.images, "labels": faces.labels},
+                plan, reference)
+    pool = future = None
+    if plan.edits and workers > 1:
+        pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+        future = pool.submit(_edit_rows, *edit_job, threads=1)
+        torch.set_num_threads(1)
+    try:
         name = Path(path).name
-        generators = {name: model, FLOOR: untrained_like(model, es)}
         judge = load_classifier(classifier, device)
-        report["fidelity"] = fidelity_table(generators, judge, es, temperatures, n_per_emotion,
-                                            guidance={name: guidance})
-        if edit_faces > 0 and hasattr(model, "top_prior"):  # a BPLF (the peers cannot edit)
-            from bplf.editing import latent_means
-            from bplf.metrics.fidelity import edit_report
-
-            faces = data.subsample(edit_faces, seed=0)
-            means = latent_means(model, es, per_emotion=200)
-            report["edits"] = edit_report(model, judge, faces.images, faces.labels, means,
-                                          guidance=guidance)
-        report["recommended"] = recommend(report)
+        generators = {name: model, FLOOR: untrained_like(model, es)}
+        floor_settings = sorted({t for t, _ in plan.samples if t in (0.7, 1.0)} or {0.7})
+        report["fidelity"] = fidelity_table(
+            generators, judge, es, n_per_emotion=n_per_emotion,
+            settings={name: plan.samples, FLOOR: [(t, 1.0) for t in floor_settings]})
+        if plan.edits:
+            report["edits"] = future.result() if future else _edit_rows(*edit_job)
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+    report["recommended"] = recommend(report) | {"ranges": safe_ranges(report)}
     return report

@@ -30,7 +30,9 @@ from bplf.flows import (
     Permutation,
     Split,
     Squeeze,
+    gaussian_sample,
 )
+from bplf.guidance import NONE, Guidance, gaussian_guidance
 from bplf.utils import check_fields
 
 CONDITIONERS = ("both", "conv", "linear")
@@ -237,6 +239,11 @@ class BPLF(DensityModel):
     is no longer a draw from the model's density, so likelihoods always use guidance 1.
     """
 
+    #: std of the Gaussian noise on the faces this density was trained on (model space; set from
+    #: ``TrainConfig.noise_std`` by the trainer and ``load_checkpoint``): 0 for a density of
+    #: clean faces, else p_sigma = p * N(0, sigma^2), and ``denoise`` undoes it
+    noise_std: float = 0.0
+
     def __init__(self, config: ModelConfig | None = None):
         super().__init__()
         cfg = config or ModelConfig()
@@ -306,6 +313,43 @@ class BPLF(DensityModel):
             null = self.label_embedding.weight[self.null_label][None]
         return CouplingCondition(e, null, float(guidance))
 
+    def _conditions(self, y: Tensor | None, guidance: Guidance = NONE,
+                    embedding: Tensor | None = None, source: Tensor | None = None,
+                    intensity: float = 1.0) -> list[CouplingCondition | None]:
+        """What the couplings of each level see: ``_condition`` with the level's coupling scale
+        (``Guidance.scales``). With ``source`` labels (an edit), the embedding moves from the
+        source's to the target's and the scale from 1 to the guided one as ``intensity`` goes
+        from 0 to 1, so intensity 0 is the plain source condition."""
+        if source is not None and self.map_depends_on_label and embedding is None:
+            e_s, e_t = self.label_embedding(source), self.label_embedding(y)
+            embedding = e_s + intensity * (e_t - e_s)
+        out = []
+        for i in range(len(self.levels)):
+            scale = guidance.scales(i, len(self.levels))[1]
+            if source is not None:
+                scale = 1 + intensity * (scale - 1)
+            out.append(self._condition(y, scale, embedding))
+        return out
+
+    def _prior_params(self, split: Split | None, kept: Tensor | None, y: Tensor | None,
+                      scale: float = 1.0, source: Tensor | None = None,
+                      intensity: float = 1.0) -> tuple[Tensor, Tensor]:
+        """``(mean, log_std)`` of the top prior (``split=None``) or of a split's prior given its
+        kept half: for labels ``y``, guided by the Gaussian rule at ``scale`` (from the null
+        label's Gaussian, ``bplf.guidance.gaussian_guidance``); with ``source`` labels, moved from
+        the source's plain conditional to that by ``intensity`` (in mean and log-std)."""
+        def params(labels: Tensor | None) -> tuple[Tensor, Tensor]:
+            return (self.top_prior.params(labels) if split is None
+                    else split.prior_params(kept, labels))
+
+        mean, log_std = params(y)
+        if scale != 1.0:
+            mean, log_std = gaussian_guidance(mean, log_std, *params(None), scale)
+        if source is not None:
+            m_s, l_s = params(source)
+            mean, log_std = m_s + intensity * (mean - m_s), l_s + intensity * (log_std - l_s)
+        return mean, log_std
+
     def embed(self, y: Tensor | int) -> Tensor:
         """The couplings' label embedding of ``y`` -> (N, E) (label-conditioned couplings)."""
         if not self.map_depends_on_label:
@@ -321,10 +365,12 @@ class BPLF(DensityModel):
 
     # -- the forward direction ----------------------------------------------------------------
     def _encode(self, x: Tensor, fit_pca: bool = False, y: Tensor | None = None,
-                cond: CouplingCondition | None = None
+                cond: CouplingCondition | list | None = None
                 ) -> tuple[list[Tensor], Tensor, Tensor, list[Tensor]]:
         """``(latents, sum of log-determinants, sum of split log-priors given y, kept halves)``;
-        ``y``: checked labels (or None), ``cond``: what the couplings see."""
+        ``y``: checked labels (or None), ``cond``: what the couplings see (one condition, or
+        one per level)."""
+        conds = cond if isinstance(cond, list) else [cond] * len(self.levels)
         logdet = x.new_zeros(x.shape[0])
         split_logp = x.new_zeros(x.shape[0])
         h = x
@@ -334,8 +380,8 @@ class BPLF(DensityModel):
             h, ld = self.pca(h)
             logdet = logdet + ld
         zs, kept = [], []
-        for level in self.levels:
-            h, ld = level.flow(h, fit_pca, cond)
+        for level, level_cond in zip(self.levels, conds, strict=True):
+            h, ld = level.flow(h, fit_pca, level_cond)
             logdet = logdet + ld
             if level.split is not None:
                 h, z, lp = level.split.split(h, y)
@@ -385,14 +431,31 @@ class BPLF(DensityModel):
         return logdet[:, None] + torch.stack(per_class, dim=1)
 
     def encode(self, x: Tensor, y: Tensor | int | None = None,
-               guidance: float = 1.0) -> list[Tensor]:
+               guidance: Guidance | float = 1.0) -> list[Tensor]:
         """Every latent of ``x``: the factored-out halves, then the top latent.
 
         ``y`` matters only with label-conditioned couplings (then it is required); otherwise
-        it is accepted for symmetry, since only the priors depend on it.
+        it is accepted for symmetry, since only the priors depend on it. ``guidance``: its
+        coupling rule (``bplf.guidance``), for a decode with the same guidance.
         """
         labels = self._labels(y, len(x)) if self.map_depends_on_label else None
-        return self._encode(x, cond=self._condition(labels, guidance))[0]
+        return self._encode(x, cond=self._conditions(labels, Guidance.of(guidance)))[0]
+
+    def encode_noise(self, x: Tensor, y: Tensor | int | None = None) -> list[Tensor]:
+        """The standardised noise of every latent of ``x`` given ``y``: each latent minus its
+        prior's mean, over its std (the split priors given their kept halves), so that
+        ``decode_noise(encode_noise(x, y), y) == x``. A sample is ``decode_noise`` of
+        temperature-scaled standard normal noise; an edit re-expresses the same noise under
+        another emotion (``decode_noise(..., source=y)``)."""
+        labels = self._labels(y, len(x))
+        zs, _, _, kept = self._encode(x, y=labels, cond=self._condition(labels))
+        splits = [level.split for level in self.levels if level.split is not None]
+        eps = [(z - m) * torch.exp(-s)
+               for z, (m, s) in zip(zs, (sp.prior_params(h, labels)
+                                          for sp, h in zip(splits, kept, strict=True)),
+                                    strict=False)]
+        mean, log_std = self.top_prior.params(labels)
+        return [*eps, (zs[-1] - mean) * torch.exp(-log_std)]
 
     @torch.no_grad()
     def initialize(self, x: Tensor, y: Tensor | None = None, pca_x: Tensor | None = None) -> BPLF:
@@ -423,63 +486,121 @@ class BPLF(DensityModel):
     # -- the inverse direction ----------------------------------------------------------------
     def _decode(self, zs: list[Tensor | None], temperature: float = 1.0,
                 generator: torch.Generator | None = None, with_log_prob: bool = False,
-                y: Tensor | None = None, cond: CouplingCondition | None = None
+                y: Tensor | None = None, guidance: Guidance = NONE,
+                embedding: Tensor | None = None, noise: bool = False,
+                source: Tensor | None = None, intensity: float = 1.0, n: int | None = None
                 ) -> tuple[Tensor, Tensor | None]:
+        """The image of latents ``zs`` (factored-out halves, then the top), decoded coarse to fine.
+
+        A ``None`` entry is drawn from its prior at ``temperature``; with ``noise`` the given
+        entries are standardised noise (``encode_noise``), placed under their prior. The priors
+        and couplings follow ``guidance`` and, for an edit, move from ``source`` by
+        ``intensity`` (``_prior_params``, ``_conditions``). ``n``: the batch size when no
+        entry is given."""
         n_split = sum(level.split is not None for level in self.levels)
         if len(zs) != n_split + 1:
             raise ValueError(f"expected {n_split + 1} latents (see latent_shapes()), got {len(zs)}")
-        h = zs[-1]
+        given = next((z for z in zs if z is not None), None)
+        n = len(given) if given is not None else n
+        conds = self._conditions(y, guidance, embedding, source, intensity)
+        num_levels = len(self.levels)
+
+        def place(z: Tensor | None, split: Split | None, kept: Tensor | None,
+                  level: int) -> Tensor:
+            if z is not None and not noise:
+                return z
+            scale = guidance.scales(level, num_levels)[0]
+            mean, log_std = self._prior_params(split, kept, y, scale, source, intensity)
+            shape = (n, *mean.shape[1:])
+            mean, log_std = mean.expand(shape), log_std.expand(shape)
+            if z is None:
+                return gaussian_sample(mean, log_std, temperature, generator)
+            return mean + log_std.exp() * z
+
+        h = place(zs[-1], None, None, num_levels - 1)
         logp = h.new_zeros(h.shape[0]) if with_log_prob else None
         k = n_split - 1
-        for level in reversed(self.levels):
+        for i in reversed(range(num_levels)):
+            level = self.levels[i]
             if level.split is not None:
-                z = zs[k]
+                z = place(zs[k], level.split, h, i)
                 k -= 1
-                if z is None:
-                    z = level.split.sample(h, temperature, generator, y)
                 if with_log_prob:
                     logp = logp + level.split.log_prob(z, h, y)
                 h = level.split.merge(h, z)
-            h = level.flow_inverse(h, cond)
+            h = level.flow_inverse(h, conds[i])
         if self.pca is not None:
             h = self.pca.inverse(h)
         return h, logp
 
     def decode(self, z: list[Tensor | None], y: Tensor | int | None = None,
-               temperature: float = 1.0, guidance: float = 1.0,
+               temperature: float = 1.0, guidance: Guidance | float = 1.0,
                embedding: Tensor | None = None) -> Tensor:
         """Exact inverse of :meth:`encode` (with the same ``y`` and ``guidance``). A ``None``
         factored-out latent is drawn from its prior given ``y`` at ``temperature`` (the top
         latent must be given). ``embedding`` (N or 1, E): decode with this label embedding in
         the couplings instead of ``y``'s (label-conditioned couplings; ``swap`` editing)."""
         zs = list(z)
+        if zs[-1] is None:
+            raise ValueError("decode needs the top latent (sample draws every latent)")
         n = len(zs[-1])
         labels = (None if y is None and embedding is not None
                   else self._labels(y, n))
-        return self._decode(zs, temperature, y=labels,
-                            cond=self._condition(labels, guidance, embedding))[0]
+        return self._decode(zs, temperature, y=labels, guidance=Guidance.of(guidance),
+                            embedding=embedding)[0]
+
+    def decode_noise(self, eps: list[Tensor], y: Tensor | int | None = None,
+                     guidance: Guidance | float = 1.0, source: Tensor | int | None = None,
+                     intensity: float = 1.0) -> Tensor:
+        """The image of standardised noise ``eps`` (``encode_noise``) under emotion ``y``: every
+        latent placed under its (guided) prior. With ``source`` (the labels ``eps`` was encoded
+        with), priors, label embedding and guidance move from the source's plain conditional
+        toward ``y``'s guided one by ``intensity``: 0 gives the encoded face back exactly, 1
+        re-expresses every latent under the target (the ``reexpress`` edit)."""
+        n = len(eps[-1])
+        labels = self._labels(y, n)
+        src = None if source is None else self._labels(source, n)
+        return self._decode(list(eps), y=labels, guidance=Guidance.of(guidance), noise=True,
+                            source=src, intensity=intensity)[0]
 
     def prior_log_prob(self, z: list[Tensor], y: Tensor | int | None = None) -> Tensor:
         """log density of a latent list under the priors (top prior given ``y``, and each
         split's prior given its kept half and ``y``, recomputed in the inverse direction)
         -> (N,)."""
         labels = self._labels(y, len(z[-1]))
-        _, split_logp = self._decode(list(z), with_log_prob=True, y=labels,
-                                     cond=self._condition(labels))
+        _, split_logp = self._decode(list(z), with_log_prob=True, y=labels)
         return split_logp + self.top_prior.log_prob(z[-1], labels)
+
+    def denoise(self, x: Tensor, y: Tensor | int | None = None,
+                sigma: float | None = None) -> Tensor:
+        """One Tweedie step, ``x + sigma^2 grad_x log p_sigma(x | y)``: for a model of the
+        density of noisy faces (``noise_std`` = sigma), the posterior mean of the clean face
+        given the noisy ``x`` (Tweedie's formula; TarFlow, Zhai et al. 2024). ``sigma``: the
+        training noise std by default; 0 returns ``x``."""
+        sigma = self.noise_std if sigma is None else sigma
+        if sigma == 0:
+            return x
+        with torch.enable_grad():
+            noisy = x.detach().requires_grad_(True)
+            (score,) = torch.autograd.grad(self.log_prob(noisy, y).sum(), noisy)
+        return (x + sigma**2 * score).detach()
 
     @torch.no_grad()
     def sample(self, n: int, y: Tensor | int | None = None, temperature: float = 1.0,
-               generator: torch.Generator | None = None, guidance: float = 1.0) -> Tensor:
+               generator: torch.Generator | None = None,
+               guidance: Guidance | float = 1.0, denoise: bool = False) -> Tensor:
         """``n`` images (N, C, H, W) in about [-0.5, 0.5), of emotion ``y`` (None, int, (n,)),
         every latent drawn at ``temperature`` (0.6-0.8 gives cleaner faces than 1.0).
-        ``guidance`` > 1 strengthens the expression (label-conditioned couplings only; the
-        result is then no longer a draw from the model's density)."""
+        ``guidance`` (a ``bplf.guidance.Guidance``; a number is the coupling rule's scale)
+        strengthens the expression: the result is then no longer a draw from the model's
+        density. The priors' rule needs a model trained with label dropout, the couplings'
+        label-conditioned couplings too. ``denoise``: one Tweedie step given ``y`` after
+        sampling (``denoise``; a model trained on noisy faces)."""
         labels = self._labels(y, n)
-        top = self.top_prior.sample(n, labels, temperature, generator)
-        zs: list[Tensor | None] = [None] * (len(self.latent_shapes()) - 1)
-        return self._decode([*zs, top], temperature, generator, y=labels,
-                            cond=self._condition(labels, guidance))[0]
+        zs: list[Tensor | None] = [None] * len(self.latent_shapes())
+        x = self._decode(zs, temperature, generator, y=labels,
+                         guidance=Guidance.of(guidance), n=n)[0]
+        return self.denoise(x, labels) if denoise else x
 
 
 register_implementation("bplf", BPLF)

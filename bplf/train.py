@@ -7,6 +7,7 @@ the checkpoint left it, and N processes see the same data as one (notebook 04 ex
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
@@ -94,6 +95,16 @@ class TrainConfig:
     #: zero, so step 0 is exactly that model (``bplf.model.warm_start``). Relative paths are
     #: taken from the directory the command runs in
     init_from: str | None = None
+    #: std of Gaussian noise added to every dequantised training face (model space, [-0.5,
+    #: 0.5): 0.025 is TarFlow's 0.05 on [-1, 1]). The model then learns the density of *noisy*
+    #: faces, p_sigma = p * N(0, sigma^2): its likelihood of a clean face is that smoothed
+    #: density's (val bpd is still measured on clean faces), and sampling can take one Tweedie
+    #: denoising step with this sigma (``BPLF.denoise``). 0: clean faces, as before
+    noise_std: float = 0.0
+    #: decay of an exponential moving average of the weights kept beside the trained ones
+    #: (0: none). The average is saved in every checkpoint (resume stays exact), selected on
+    #: val, exported by ``export`` and used by evaluation and sampling
+    ema_decay: float = 0.0
 
     def __post_init__(self) -> None:
         if not self.class_loss_weight >= 0:
@@ -102,6 +113,10 @@ class TrainConfig:
         if not 0 <= self.label_dropout < 1:
             raise ValueError(f"TrainConfig.label_dropout must lie in [0, 1), "
                              f"not {self.label_dropout!r}")
+        if not 0 <= self.noise_std < 0.5:
+            raise ValueError(f"TrainConfig.noise_std must lie in [0, 0.5), not {self.noise_std!r}")
+        if not 0 <= self.ema_decay < 1:
+            raise ValueError(f"TrainConfig.ema_decay must lie in [0, 1), not {self.ema_decay!r}")
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
@@ -212,14 +227,17 @@ def load_checkpoint(path: Path | str, device: torch.device | str | None = None,
     ``BPLF``, or the peer its config names (``model.make_model``).
 
     ``weights``: a file in the directory; by default the first of ``WEIGHT_FILES`` present, so
-    a model is selected on val as the trainer does. Loaded with ``weights_only=True``: a
-    checkpoint holds plain tensors and numbers, never code.
+    a model is selected on val as the trainer does; a run with ``ema_decay`` gives its averaged
+    weights. ``model.noise_std`` is the noise the run trained on (``TrainConfig.noise_std``).
+    Loaded with ``weights_only=True``: a checkpoint holds plain tensors and numbers, never code.
     """
     path = Path(path)
-    model_cfg, _ = load_run_config(path)
+    model_cfg, train_cfg = load_run_config(path)
     file = weights_file(path, weights)
-    state = read_checkpoint(file)["model"]
+    saved = read_checkpoint(file)
+    state = saved.get("ema", saved["model"])  # the averaged weights, where the run kept them
     model = make_model(model_cfg)
+    model.noise_std = train_cfg.noise_std
     load_state(model, {k: v.float() if v.is_floating_point() else v for k, v in state.items()},
                file, path / CONFIG_FILE, "they were saved by a run with another model config: "
                "put them beside the config.json of the run that wrote them")
@@ -303,6 +321,9 @@ class Trainer:
             raise ValueError("label_dropout > 0 needs label-conditioned couplings (a null "
                              "label): pass the model override coupling_conditioning=True")
         self.model.to(self.device)
+        self.model.noise_std = self.cfg.noise_std
+        #: the averaged weights (``ema_decay``): a copy of the model, updated after every step
+        self.ema = copy.deepcopy(self.model).eval() if self.cfg.ema_decay > 0 else None
         self.state = RunState()
         self.generator = torch.Generator(device="cpu").manual_seed(self.cfg.seed)
         self._dropped: torch.Tensor | None = None  # this batch's label-dropout mask
@@ -319,16 +340,21 @@ class Trainer:
         # drawn only when used, so runs without label dropout keep their batches
         drop = (torch.rand((n,), generator=self.generator) < self.cfg.label_dropout
                 if shard and self.cfg.label_dropout > 0 else None)
+        gauss = (self.cfg.noise_std * torch.randn((n, 1, 48, 48), generator=self.generator)
+                 if shard and self.cfg.noise_std > 0 else None)
         if shard:
             part = slice(self.rank * n // self.world, (self.rank + 1) * n // self.world)
             idx, noise, flips = idx[part], noise[part], flips[part]
             drop = drop[part] if drop is not None else None
+            gauss = gauss[part] if gauss is not None else None
         self._dropped = drop.to(self.device) if drop is not None else None
         idx, noise = idx.to(self.device), noise.to(self.device)
         u = self.train_x[idx].float()
         if self.cfg.flip:
             u = torch.where(flips.to(self.device)[:, None, None, None], u.flip(-1), u)
         x = (u + noise) / 256.0 - 0.5  # the dequantisation of bplf.likelihood.dequantize
+        if gauss is not None:  # noise augmentation: the density of noisy faces (noise_std)
+            x = x + gauss.to(self.device)
         return x, self.train_y[idx]
 
     # -- checkpoints --------------------------------------------------------------------------
@@ -342,6 +368,8 @@ class Trainer:
             "torch_rng": torch.get_rng_state(),
             "state": asdict(self.state),
         }
+        if self.ema is not None:
+            payload["ema"] = self.ema.state_dict()
         atomic_save(payload, self.out / name)  # a failed write keeps the previous file
 
     def resume(self) -> bool:
@@ -359,6 +387,13 @@ class Trainer:
         load_state(self.model, ckpt["model"], path, "the model this Trainer builds",
                    f"resume with the model options of {self.out / CONFIG_FILE}, or train into "
                    "a new directory")
+        if self.ema is not None:
+            if "ema" not in ckpt:
+                raise CheckpointError(f"{path}: no averaged weights, but this run keeps them "
+                                      f"(ema_decay {self.cfg.ema_decay}); resume with the "
+                                      f"config of {self.out / CONFIG_FILE}")
+            load_state(self.ema, ckpt["ema"], path, "the model this Trainer builds",
+                       "resume with the model options it was saved with")
         try:
             self.optimizer.load_state_dict(ckpt["optimizer"])
             self.generator.set_state(ckpt["generator"])
@@ -401,8 +436,23 @@ class Trainer:
             raise CheckpointError(f"{file}: cannot start this run from it ({err}); give "
                                   "init_from a model of the same preset and size") from None
 
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        """ema <- decay * ema + (1 - decay) * weights; buffers (ActNorm and PCA statistics,
+        fixed after initialisation) are copied."""
+        for avg, p in zip(self.ema.parameters(), self.model.parameters(), strict=True):
+            avg.lerp_(p.detach(), 1 - self.cfg.ema_decay)
+        for avg, b in zip(self.ema.buffers(), self.model.buffers(), strict=True):
+            avg.copy_(b)
+
+    @property
+    def sampler(self) -> DensityModel:
+        """The weights that are evaluated, sampled and exported: the average where kept."""
+        return self.ema if self.ema is not None else self.model
+
     def evaluate(self) -> float:
-        return bits_per_dim(self.model, self.val_x, self.val_y, seed=self.cfg.seed,
+        """Val bpd of the sampled weights on clean faces (also when training on noisy ones)."""
+        return bits_per_dim(self.sampler, self.val_x, self.val_y, seed=self.cfg.seed,
                             device=self.device)
 
     def fit(self, resume: bool = False) -> RunState:
@@ -414,6 +464,8 @@ class Trainer:
                 self.warm_start()
             else:
                 self.initialize()
+            if self.ema is not None:  # the average starts at the initial weights
+                self.ema.load_state_dict(self.model.state_dict())
             if self.rank == 0:
                 (self.out / METRICS_FILE).unlink(missing_ok=True)
         save_run_config(self.out, self.model.config, self.cfg)
@@ -451,6 +503,8 @@ class Trainer:
             loss.backward()
             torch.nn.utils.clip_grad_norm_(net.parameters(), self.cfg.grad_clip)
             self.optimizer.step()
+            if self.ema is not None:
+                self._update_ema()
             self.state.nonfinite = 0
             self.state.step += 1
             self.state.wall += time.perf_counter() - t0
@@ -496,7 +550,7 @@ class Trainer:
             return None
         from PIL import Image
 
-        model = self.model
+        model = self.sampler
         was_training = model.training
         model.eval()
         gen_state = torch.get_rng_state()

@@ -184,32 +184,38 @@ def edit_grid(model, images: np.ndarray, labels: Sequence[int], means, intensity
 
 
 def edit_methods_grid(model, image: np.ndarray, label: int, means,
-                      methods: Sequence[str] | None = None,
-                      intensities: Sequence[float] = (0.5, 1.0, 1.5), guidance: float = 1.0,
+                      methods: Sequence[str | tuple[str, object]] | None = None,
+                      intensities: Sequence[float] = (0.5, 1.0, 1.5), guidance=1.0,
                       title: str = "") -> plt.Figure:
-    """One uint8 face edited toward every emotion by every method, side by side: a row per
-    intensity, a block of seven targets per method (``guidance`` for ``swap``), the input
-    first."""
+    """One uint8 face edited toward every emotion by several methods, side by side: a row per
+    intensity, a block of seven targets per method, the input first. ``methods``: names, or
+    (name, guidance) pairs; a bare name of a guided method (``swap``, ``reexpress``) takes
+    ``guidance``. Default: every method the model supports but ``gradient`` (slow, and its
+    edits are invisible: notebook 05)."""
     import torch
 
     from bplf.editing import edit_expression, methods_for
+    from bplf.guidance import Guidance
     from bplf.likelihood import dequantize, to_uint8
 
-    methods = list(methods or methods_for(model))
+    pairs = []
+    for m in methods or [m for m in methods_for(model) if m != "gradient"]:
+        name, g = m if isinstance(m, tuple) else (m, guidance if m in ("swap", "reexpress")
+                                                   else 1.0)
+        pairs.append((name, Guidance.of(g)))
     k = len(EMOTIONS)
     x = dequantize(image[None], centre=True).expand(k, -1, -1, -1)
     cells, titles = [], []
     for r, intensity in enumerate(intensities):
         cells.append(image)
         titles.append("input" if r == 0 else "")
-        for method in methods:
-            g = guidance if method == "swap" else 1.0
+        for method, g in pairs:
             edited = edit_expression(model, x, int(label), torch.arange(k), intensity, method,
                                      means, g)
             cells.extend(to_uint8(edited)[:, 0].cpu().numpy())
-            name = f"{method} (g={g:g})" if method == "swap" and g != 1 else method
+            name = f"{method} ({g.label()})" if g.active else method
             titles.extend(f"{name}\n{e}" if r == 0 else "" for e in EMOTIONS)
-    fig = face_grid(cells, ncols=1 + k * len(methods), titles=titles, scale=0.52,
+    fig = face_grid(cells, ncols=1 + k * len(pairs), titles=titles, scale=0.52,
                     row_labels=[f"x{a:g}" for a in intensities])
     for ax in fig.axes:
         ax.title.set_fontsize(5.5)
@@ -359,55 +365,128 @@ def conditioning_figure(rows, chance: float = 1 / len(EMOTIONS)) -> plt.Figure:
     return fig
 
 
-def guidance_figure(report: dict, previous: dict | None = None,
-                    chance: float = 1 / len(EMOTIONS)) -> plt.Figure:
-    """A model's ``python -m bplf evaluate`` report against the guidance scale, in three
-    panels: sample fidelity and Fréchet distance (a line per temperature; real faces, the
-    untrained floor and the ``previous`` model's best as horizontal lines), and the edit
-    hit-rate at intensity 1 (swap per scale; the other methods as horizontal lines; hollow
-    markers where an edit no longer keeps the person)."""
-    from bplf.metrics.fidelity import CEILING, FLOOR, keeps_person
+def _rule_lines(rows: list[dict]) -> dict[tuple[str, float], list[dict]]:
+    """Sample rows grouped into lines of one guidance rule at one temperature, by scale: the
+    coupling rule alone and the prior rule alone (both through the unguided row at 1)."""
+    lines: dict[tuple[str, float], list[dict]] = {}
+    for r in rows:
+        g = r.get("guidance_config") or {"prior": 1.0, "coupling": r["guidance"]}
+        if g.get("levels") is not None or g.get("schedule", "constant") != "constant":
+            continue
+        if g["prior"] == 1.0:
+            lines.setdefault(("couplings", r["temperature"]), []).append(
+                {**r, "scale": g["coupling"]})
+        if g["coupling"] == 1.0:
+            lines.setdefault(("prior", r["temperature"]), []).append({**r, "scale": g["prior"]})
+    return {k: sorted(v, key=lambda r: r["scale"]) for k, v in lines.items() if len(v) > 1}
+
+
+def guidance_figure(report: dict) -> plt.Figure:
+    """What guidance trades, from a ``python -m bplf evaluate`` report: face rate, the
+    classifier's reading of the emotion and the joint rate (a face *and* the emotion) against
+    the guidance scale, a line per rule and temperature, with real faces as the reference (and
+    the face-rate floor of the recommendation, ``evaluate.FACE_RATE_SHARE`` of theirs)."""
+    from bplf.evaluate import FACE_RATE_SHARE
+    from bplf.metrics.fidelity import CEILING
 
     rows = report["fidelity"]
     own = [r for r in rows if r["generator"] == report["checkpoint"]]
-    ceiling = next(r for r in rows if r["generator"] == CEILING)
-    floor = [r for r in rows if r["generator"] == FLOOR]
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
-    for ax, key, label in ((axes[0], "accuracy", "sample fidelity (balanced acc.)"),
-                           (axes[1], "fd", "Fréchet distance to real faces")):
-        for t, style in zip(sorted({r["temperature"] for r in own}), ["-", "--", ":", "-."],
-                            strict=False):
-            line = sorted((r["guidance"], r[key]) for r in own if r["temperature"] == t)
-            ax.plot(*zip(*line, strict=True), ls=style, marker="o", ms=3, color="C0",
-                    label=f"this model, T={t}")
-        best = min if key == "fd" else max
-        refs = [(ceiling[key], "real faces", "k", "-"),
-                (best(r[key] for r in floor), "untrained (floor), best T", "C3", ":")]
-        if previous is not None:
-            prev = [r for r in previous["fidelity"] if r["generator"] == previous["checkpoint"]]
-            refs.append((best(r[key] for r in prev), "previous model, best T", "C1", "--"))
-        if key == "accuracy":
-            refs.append((chance, "chance", "grey", "--"))
-        for value, name, color, style in refs:
-            ax.axhline(value, color=color, ls=style, lw=1, label=name)
+    real = next(r for r in rows if r["generator"] == CEILING)
+    fig, axes = plt.subplots(1, 3, figsize=(14, 3.9), sharey=True)
+    panels = (("face_rate", "face rate (Haar cascade finds a face)"),
+              ("accuracy", "read as the emotion (classifier)"),
+              ("joint_rate", "joint rate: a face AND the emotion"))
+    temps = sorted({r["temperature"] for r in own})
+    for ax, (key, label) in zip(axes, panels, strict=True):
+        for (rule, t), line in _rule_lines(own).items():
+            color = "C3" if rule == "couplings" else f"C{temps.index(t)}"
+            ax.plot([r["scale"] for r in line], [r[key] for r in line], marker="o", ms=3,
+                    color=color, ls="--" if rule == "couplings" else "-",
+                    label=f"{rule} rule, T={t}")
+        ax.axhline(real[key], color="k", lw=1, label="real test faces")
+        if key == "face_rate":
+            ax.axhline(FACE_RATE_SHARE * real[key], color="k", lw=1, ls=":",
+                       label=f"{FACE_RATE_SHARE:g} x real faces")
+        ax.set_title(label, fontsize=9)
         ax.set_xlabel("guidance scale (1 = the model's own density)")
-        ax.set_ylabel(label)
         ax.grid(alpha=0.3)
+    axes[0].set_ylabel("share of samples")
     axes[0].legend(fontsize=7)
-    ax = axes[2]
-    for i, e in enumerate(report.get("edits", [])):
-        kept = keeps_person(e["identity"])
-        hit = e["hit_rate"]["1.0"]
-        if e["method"] == "swap":
-            ax.plot(e["guidance"], hit, "o", color="C2", mfc="C2" if kept else "none",
-                    label="swap" if e["guidance"] == 1.0 else None)
-        else:
-            ax.axhline(hit, color=f"C{4 + i}", lw=1, label=e["method"])
-    ax.axhline(chance, color="grey", ls="--", lw=1, label="chance")
-    ax.set_xlabel("guidance scale of the swap edit")
-    ax.set_ylabel("edit hit-rate at intensity 1")
-    ax.set_title("hollow: the edit no longer keeps the person", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def diversity_figure(report: dict) -> plt.Figure:
+    """The fidelity-diversity curve: each sample setting's joint rate against its pair SSIM
+    (how alike two samples of one emotion are), real faces as a star, the recommendation's
+    limit (``evaluate.MAX_PAIR_SSIM``) as a line and the recommended setting circled; settings
+    that fall below the face-rate floor are hollow."""
+    from bplf.evaluate import FACE_RATE_SHARE, MAX_PAIR_SSIM
+    from bplf.metrics.fidelity import CEILING
+
+    rows = report["fidelity"]
+    own = [r for r in rows if r["generator"] == report["checkpoint"]]
+    real = next(r for r in rows if r["generator"] == CEILING)
+    best = report["recommended"]["samples"]
+    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    temps = sorted({r["temperature"] for r in own})
+    for r in own:
+        face_ok = r["face_rate"] >= FACE_RATE_SHARE * real["face_rate"]
+        color = f"C{temps.index(r['temperature'])}"
+        ax.plot(r["pair_ssim"], r["joint_rate"], "o", color=color, ms=5,
+                mfc=color if face_ok else "none")
+        ax.annotate(r["guidance"], (r["pair_ssim"], r["joint_rate"]), fontsize=5.5,
+                    xytext=(3, 2), textcoords="offset points")
+        if r["temperature"] == best["temperature"] and r["guidance"] == best["guidance"]:
+            ax.plot(r["pair_ssim"], r["joint_rate"], "o", ms=13, mfc="none", color="k")
+    for t in temps:
+        ax.plot([], [], "o", color=f"C{temps.index(t)}", label=f"T={t}")
+    ax.plot(real["pair_ssim"], real["joint_rate"], "*", ms=12, color="k",
+            label="real test faces")
+    ax.axvline(MAX_PAIR_SSIM, color="grey", ls="--", lw=1, label="most alike allowed")
+    ax.set_xlabel("pair SSIM of two samples of one emotion (higher: less diverse)")
+    ax.set_ylabel("joint rate (a face AND the emotion)")
+    ax.set_title("circled: recommended; hollow: too few faces", fontsize=8)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
+def edits_figure(report: dict) -> plt.Figure:
+    """Edits against intensity, from a ``python -m bplf evaluate`` report: the joint hit-rate
+    (a face AND the target emotion) and the SSIM to the input, a line per method and guidance,
+    with the same-person reference (two real photos of one person) as the line an edit must
+    stay above; hollow markers where the edits' face rate falls below the floor."""
+    from bplf.evaluate import FACE_RATE_SHARE
+
+    edits = report.get("edits", [])
+    ref = report["reference"]
+    floor = FACE_RATE_SHARE * ref["edit_inputs"]["face_rate"]
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.2))
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for e in edits:
+        groups.setdefault((e["method"], e["guidance"]), []).append(e)
+    for i, ((method, g), line) in enumerate(groups.items()):
+        line = sorted(line, key=lambda e: e["intensity"])
+        name = method if g == "unguided" else f"{method} ({g})"
+        for ax, key in zip(axes, ("joint_rate", "ssim"), strict=True):
+            color = f"C{i % 10}"
+            ax.plot([e["intensity"] for e in line], [e[key] for e in line],
+                    color=color, lw=1, ls="-" if i < 10 else "--",
+                    label=name if key == "joint_rate" else None)
+            for e in line:
+                ax.plot(e["intensity"], e[key], "o", ms=4, color=color,
+                        mfc=color if e["face_rate"] >= floor else "none")
+    axes[1].axhline(ref["same_person"]["ssim"], color="k", lw=1,
+                    label="same person, another expression")
+    axes[0].set_ylabel("joint hit-rate (a face AND the target)")
+    axes[1].set_ylabel("SSIM to the input face")
+    for ax in axes:
+        ax.set_xlabel("intensity")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=6, ncol=2)
+    axes[1].legend(fontsize=7)
+    axes[0].set_title("hollow: the edits' face rate fell below the floor", fontsize=8)
     fig.tight_layout()
     return fig

@@ -18,7 +18,9 @@ from IPython.display import display
 from matplotlib.colors import to_rgb
 
 from bplf.data import EMOTIONS, EmotionSet
-from bplf.editing import edit_expression, methods_for
+from bplf.editing import MAX_INTENSITY, edit_expression, methods_for
+from bplf.evaluate import FACE_RATE_SHARE
+from bplf.guidance import Guidance
 from bplf.likelihood import dequantize, to_uint8
 from bplf.model import BPLF
 from bplf.viz import ablation_curves, face_grid
@@ -27,8 +29,8 @@ from bplf.viz import ablation_curves, face_grid
 SOURCE_NAMES = {"fer2013": "FER-2013", "ckplus": "CK+", "jaffe": "JAFFE"}
 #: a label wide enough for every control's description (no "temperat…")
 WIDE = {"description_width": "initial"}
-#: the guidance sliders' top (the shipped model's evaluation sweeps up to it)
-GUIDANCE_MAX = 16.0
+#: the guidance sliders' top where no evaluation says where faces break
+GUIDANCE_MAX = 8.0
 #: why the seed is off at temperature 0
 T0_NOTE = ("At temperature 0 every sample is the emotion's mean latent decoded (the mode of "
            "the prior): all samples are the same face, so the seed changes nothing.")
@@ -128,29 +130,56 @@ class _Explorer:
                 plt.close(fig)
 
 
-def guidance_slider(value: float) -> widgets.FloatSlider:
-    """Guidance scale from 1 (plain: the model's own density) up (``BPLF.sample``)."""
-    return widgets.FloatSlider(value=value, min=1.0, max=GUIDANCE_MAX, step=0.5,
-                               description="guidance", style=WIDE)
+class GuidanceControls:
+    """Two sliders, the prior rule's scale and the coupling rule's (``bplf.guidance``), each
+    from 1 (the model's own density) to its ``limits`` entry (where faces break, from the
+    model's evaluation: ``bplf.evaluate.safe_ranges``), and a note that says why they end
+    there."""
+
+    def __init__(self, guidance: Guidance, limits: dict | None = None, what: str = "samples"):
+        limits = limits or {"prior": GUIDANCE_MAX, "coupling": GUIDANCE_MAX}
+        self.prior = widgets.FloatSlider(value=min(guidance.prior, limits["prior"]), min=1.0,
+                                         max=max(limits["prior"], 1.5), step=0.5,
+                                         description="prior guidance", style=WIDE)
+        self.coupling = widgets.FloatSlider(value=min(guidance.coupling, limits["coupling"]),
+                                            min=1.0, max=max(limits["coupling"], 1.5), step=0.5,
+                                            description="coupling guidance", style=WIDE)
+        self.note = widgets.HTML(
+            f"<i>The guidance sliders stop where the {what} stop being faces in the model's "
+            f"evaluation (the Haar cascade finds a face in at least {FACE_RATE_SHARE:g}x as "
+            f"many as in real faces{', and the edit keeps the person' if what == 'edits' else ''}"
+            f"): prior rule up to {limits['prior']:g}, coupling rule up to "
+            f"{limits['coupling']:g}.</i>")
+
+    @property
+    def sliders(self) -> list[widgets.FloatSlider]:
+        return [self.prior, self.coupling]
+
+    def value(self) -> Guidance:
+        return Guidance(prior=float(self.prior.value), coupling=float(self.coupling.value))
 
 
 class SampleExplorer(_Explorer):
     """Samples of a chosen emotion at a chosen temperature and seed (the seed is off at
     temperature 0, where it changes nothing). With ``guidance`` (a model trained with label
-    dropout), a guidance slider that starts there."""
+    dropout), guidance sliders that start there and end at ``limits``
+    (``GuidanceControls``)."""
 
     def __init__(self, model: BPLF, n: int = 8, emotion: str = "happy",
-                 temperature: float = 0.7, seed: int = 0, guidance: float | None = None):
+                 temperature: float = 0.7, seed: int = 0,
+                 guidance: Guidance | float | None = None, limits: dict | None = None):
         self.model, self.n = model.eval(), n
         self.emotion = widgets.Dropdown(options=EMOTIONS, value=emotion, description="emotion",
                                         style=WIDE)
         self.temperature = widgets.FloatSlider(value=temperature, min=0.0, max=1.2, step=0.05,
                                                description="temperature", style=WIDE)
         self.seed = widgets.IntText(value=seed, description="seed", style=WIDE)
-        self.guidance = guidance_slider(guidance) if guidance is not None else None
+        self.guidance = (GuidanceControls(Guidance.of(guidance), limits)
+                         if guidance is not None else None)
         self.note = widgets.HTML()
         controls = [self.emotion, self.temperature, self.seed]
-        self._watch(*controls, *([self.guidance] if self.guidance else []), below=(self.note,))
+        below = (self.note, self.guidance.note) if self.guidance else (self.note,)
+        self._watch(*controls, *(self.guidance.sliders if self.guidance else []), below=below)
 
     @property
     def deterministic(self) -> bool:
@@ -162,14 +191,14 @@ class SampleExplorer(_Explorer):
         self.note.value = f"<i>{T0_NOTE}</i>" if self.deterministic else ""
         device = next(self.model.parameters()).device
         gen = torch.Generator(device=device).manual_seed(int(self.seed.value))
-        guided = {"guidance": float(self.guidance.value)} if self.guidance else {}
+        guided = {"guidance": self.guidance.value()} if self.guidance else {}
         x = self.model.sample(self.n, EMOTIONS.index(self.emotion.value),
                               float(self.temperature.value), generator=gen, **guided)
         return to_uint8(x)[:, 0].cpu().numpy()
 
     def title(self) -> str:
         seed = " (the mode: no seed)" if self.deterministic else f", seed {self.seed.value}"
-        guided = f", guidance {self.guidance.value:g}" if self.guidance else ""
+        guided = f", {self.guidance.value().label()}" if self.guidance else ""
         return f"{self.emotion.value}, temperature {self.temperature.value:.2f}{guided}{seed}"
 
     def figure(self) -> plt.Figure:
@@ -178,31 +207,38 @@ class SampleExplorer(_Explorer):
 
 class EditExplorer(_Explorer):
     """Pick a face, a target emotion, an intensity and a method: the face before and after
-    editing. ``method`` opens on that method (default: the first the model supports); with
-    ``guidance`` (a model trained with label dropout), a guidance slider for ``swap``.
+    editing. ``method`` opens on that method (default: the first the model supports, but the
+    slow ``gradient``); with ``guidance`` (a model trained with label dropout), guidance sliders
+    for ``reexpress`` (both rules) and ``swap`` (the coupling rule). ``limits``
+    (``bplf.evaluate.safe_ranges``' edits) ends the intensity slider per method, and the
+    guidance sliders, where edits stop being faces or stop keeping the person.
     ``EditExplorer.on_test_faces`` builds the picker (every source present, labelled) and opens
     on a clear, typical face."""
 
     def __init__(self, model: BPLF, faces: EmotionSet, means: list[torch.Tensor],
                  target: str = "happy", intensity: float = 1.0, face: int = 0,
-                 method: str | None = None, guidance: float | None = None):
+                 method: str | None = None, guidance: Guidance | float | None = None,
+                 limits: dict | None = None):
         if len(faces) == 0:
             raise ValueError("EditExplorer needs at least one face")
         self.model, self.faces, self.means = model.eval(), faces, means
+        self.limits = limits or {}
         options = [(face_label(faces, i), i) for i in range(len(faces))]
         self.face = widgets.Dropdown(options=options, value=face, description="face",
                                      style=WIDE)
         self.target = widgets.Dropdown(options=EMOTIONS, value=target, description="target",
                                        style=WIDE)
-        self.intensity = widgets.FloatSlider(value=intensity, min=0.0, max=1.5, step=0.05,
-                                             description="intensity", style=WIDE)
-        methods = methods_for(model)  # every method this model supports
+        self.intensity = widgets.FloatSlider(value=intensity, min=0.0, max=MAX_INTENSITY,
+                                             step=0.05, description="intensity", style=WIDE)
+        methods = tuple(m for m in methods_for(model) if m != "gradient" or m == method)
         if method is not None and method not in methods:
             raise ValueError(f"method must be one of {methods} for this model, not {method!r}")
         self.method = widgets.ToggleButtons(options=methods, value=method or methods[0])
-        self.guidance = guidance_slider(guidance) if guidance is not None else None
+        self.guidance = (GuidanceControls(Guidance.of(guidance), limits, "edits")
+                         if guidance is not None else None)
         controls = [self.face, self.target, self.intensity, self.method]
-        self._watch(*controls, *([self.guidance] if self.guidance else []))
+        self._watch(*controls, *(self.guidance.sliders if self.guidance else []),
+                    below=(self.guidance.note,) if self.guidance else ())
 
     @classmethod
     def on_test_faces(cls, model: BPLF, test: EmotionSet, means: list[torch.Tensor],
@@ -218,20 +254,27 @@ class EditExplorer(_Explorer):
     def render(self) -> np.ndarray:
         i = int(self.face.value)
         x = dequantize(self.faces.images[i : i + 1], centre=True)
-        swap = self.method.value == "swap"
+        method = self.method.value
+        top = self.limits.get("intensity", {}).get(method, MAX_INTENSITY)
+        self.intensity.max = max(top, 0.5)
+        g = Guidance()
         if self.guidance:
-            self.guidance.disabled = not swap  # guidance applies to swap only
-        g = float(self.guidance.value) if self.guidance and swap else 1.0
+            self.guidance.prior.disabled = method != "reexpress"
+            self.guidance.coupling.disabled = method not in ("reexpress", "swap")
+            chosen = self.guidance.value()
+            g = Guidance(prior=chosen.prior if method == "reexpress" else 1.0,
+                         coupling=chosen.coupling if method in ("reexpress", "swap") else 1.0)
         edited = edit_expression(self.model, x, int(self.faces.labels[i]),
                                  EMOTIONS.index(self.target.value), float(self.intensity.value),
-                                 self.method.value, self.means, g)
+                                 method, self.means, g)
         self.applied_guidance = g
         return np.stack([self.faces.images[i], to_uint8(edited)[0, 0].cpu().numpy()])
 
     def figure(self) -> plt.Figure:
         i = int(self.face.value)
         source = f"{source_name(self.faces.source[i])}, {EMOTIONS[self.faces.labels[i]]}"
-        guided = f", guidance {self.applied_guidance:g}" if self.applied_guidance != 1 else ""
+        g = self.applied_guidance
+        guided = f", {g.label()}" if g.active else ""
         return face_grid(self.images, ncols=2, scale=1.6,
                          titles=[f"input ({source})", f"-> {self.target.value} "
                                  f"x{self.intensity.value:.2f} ({self.method.value}{guided})"])

@@ -131,3 +131,48 @@ def guided_model(synthetic_es):
             if name.endswith("linear_branch.weight"):
                 p.add_(0.05 * torch.randn_like(p))
     return m.eval()
+
+
+def _person_report() -> dict:
+    """A made-up ``python -m bplf evaluate`` report in the shape the face metrics give: real
+    faces, the coupling rule breaking faces, the prior rule keeping them until the samples
+    become alike, and edits that keep or lose the face and the person."""
+    from bplf.guidance import Guidance
+
+    def sample(t, g, acc, face, joint, pair):
+        return {"generator": "m", "temperature": t, "guidance": g.label(),
+                "guidance_config": g.to_dict(), "accuracy": acc, "fd": 5.0, "face_rate": face,
+                "joint_rate": joint, "pair_ssim": pair, "precision": 0.8, "recall": 0.6}
+
+    def edit(method, g, a, joint, face, ssim):
+        return {"method": method, "guidance": g.label(), "guidance_config": g.to_dict(),
+                "intensity": a, "hit_rate": joint + 0.05, "face_rate": face,
+                "joint_rate": joint, "ssim": ssim, "rmse": 40.0, "keeps_person": ssim >= 0.6}
+
+    G = Guidance
+    return {"checkpoint": "m", "reference": {"same_person": {"ssim": 0.6, "rmse": 37.0},
+                                             "edit_inputs": {"n": 10, "face_rate": 0.6}},
+            "fidelity": [
+                {"generator": "real faces (ceiling)", "temperature": None, "guidance": None,
+                 "accuracy": 0.6, "fd": 0.05, "face_rate": 0.6, "joint_rate": 0.36,
+                 "pair_ssim": 0.07, "precision": 0.9, "recall": 0.9},
+                sample(0.7, G(), 0.25, 0.85, 0.21, 0.2),
+                sample(0.7, G(coupling=8), 0.35, 0.18, 0.06, 0.1),  # blotches
+                sample(0.7, G(prior=3), 0.5, 0.98, 0.49, 0.45),  # faces, but alike
+                sample(1.0, G(), 0.2, 0.43, 0.08, 0.08),
+                sample(1.0, G(prior=2), 0.44, 0.78, 0.34, 0.23),
+                sample(1.0, G(prior=4), 0.5, 0.93, 0.4, 0.28),
+                {"generator": "untrained (floor)", "temperature": 0.7, "guidance": "unguided",
+                 "accuracy": 0.14, "fd": 13.0, "face_rate": 0.0, "joint_rate": 0.0,
+                 "pair_ssim": 0.01, "precision": 0.1, "recall": 0.0}],
+            "edits": [edit("mean", G(), 1.0, 0.05, 0.6, 0.95),
+                      edit("mean", G(), 3.0, 0.12, 0.5, 0.75),
+                      edit("swap", G(coupling=8), 1.0, 0.09, 0.39, 0.74),  # face rate falls
+                      edit("reexpress", G(prior=3), 1.0, 0.27, 0.8, 0.72),
+                      edit("reexpress", G(prior=7), 1.0, 0.43, 0.8, 0.49)]}  # person lost
+
+
+@pytest.fixture
+def person_report():
+    """A made-up evaluation report with the face metrics (``_person_report``)."""
+    return _person_report()

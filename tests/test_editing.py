@@ -8,7 +8,15 @@ import pytest
 import torch
 
 from bplf.data import EMOTIONS
-from bplf.editing import edit_expression, edit_latents, interpolate, latent_means
+from bplf.editing import (
+    ascend_own_classifier,
+    edit_expression,
+    edit_latents,
+    interpolate,
+    latent_means,
+    methods_for,
+)
+from bplf.guidance import Guidance
 from bplf.likelihood import dequantize
 from bplf.viz import edit_grid, edit_methods_grid
 from bplf.widgets import EditExplorer, SampleExplorer
@@ -25,7 +33,7 @@ def test_latent_means_are_per_emotion_averages(small_model, synthetic_es, small_
     assert (small_means[-1][3] - small_means[-1][4]).abs().max() > 1e-3  # happy and sad differ
 
 
-@pytest.mark.parametrize("method", ["mean", "prior"])
+@pytest.mark.parametrize("method", ["mean", "prior", "reexpress", "gradient"])
 def test_intensity_zero_reproduces_the_face(small_model, synthetic_es, small_means, method):
     faces = synthetic_es.select(split="test").subsample(6)
     x = dequantize(faces.images, centre=True)
@@ -35,6 +43,51 @@ def test_intensity_zero_reproduces_the_face(small_model, synthetic_es, small_mea
     moved = edit_expression(small_model, x, torch.as_tensor(faces.labels), 3, 1.0, method,
                             small_means)
     assert (moved - x).abs().max() > 1e-2
+
+
+def test_reexpress_places_the_noise_under_the_target_prior(guided_model, synthetic_es):
+    """At intensity 1 a re-expressed face has the source face's standardised noise under the
+    target's (guided) priors: encoding it with the target gives that noise back."""
+    faces = synthetic_es.select(split="test").subsample(4, seed=2)
+    x = dequantize(faces.images, centre=True)
+    y = torch.as_tensor(faces.labels)
+    target = (y + 3) % 7
+    with torch.no_grad():
+        eps = guided_model.encode_noise(x, y)
+        out = edit_expression(guided_model, x, y, target, 1.0, "reexpress")
+        torch.testing.assert_close(guided_model.encode_noise(out, target)[-1], eps[-1],
+                                   atol=1e-3, rtol=1e-3)
+    guided = edit_expression(guided_model, x, y, target, 1.0, "reexpress",
+                             guidance=Guidance(prior=3, coupling=2))
+    assert (guided - out).abs().max() > 1e-3
+    assert methods_for(guided_model)[-2:] == ("swap", "gradient")
+    assert "swap" not in methods_for(torch.nn.Linear(1, 1)) and not methods_for(None)
+
+
+def test_gradient_edits_until_the_model_prefers_the_target(small_model, synthetic_es):
+    """The gradient method raises the model's own log p(target | x) and stops moving a face
+    once the model prefers the target."""
+    faces = synthetic_es.select(split="test").subsample(6, seed=3)
+    x = dequantize(faces.images, centre=True)
+    source = torch.as_tensor(faces.labels)
+    target = (source + 1) % 7
+    zs = small_model.encode(x, source)
+
+    def log_posterior(z):
+        with torch.no_grad():
+            lp = small_model.log_prob_classes(small_model.decode(z, source))
+        return lp[torch.arange(len(x)), target] - torch.logsumexp(lp, 1), lp.argmax(1)
+
+    before, first_choice = log_posterior(zs)
+    moved = ascend_own_classifier(small_model, zs, source, target, steps=30, lr=0.1)
+    after, preferred = log_posterior(moved)
+    started_elsewhere = first_choice != target
+    assert started_elsewhere.sum() >= 4
+    assert (after[started_elsewhere] > before[started_elsewhere]).all()
+    assert (preferred == target).float().mean() >= 0.5
+    # faces the model already assigns to their target do not move
+    kept = ascend_own_classifier(small_model, zs, source, first_choice)
+    assert all(torch.equal(a, b) for a, b in zip(kept, zs, strict=True))
 
 
 def test_edits_move_latents_as_defined(small_model, small_means):
@@ -51,8 +104,10 @@ def test_edits_move_latents_as_defined(small_model, small_means):
 
 def test_bad_edit_arguments(small_model, small_means):
     x = torch.zeros(1, 1, 48, 48)
-    with pytest.raises(ValueError, match=r"\[0, 1.5\]"):
-        edit_expression(small_model, x, 0, 1, 2.0, "mean", small_means)
+    with pytest.raises(ValueError, match=r"\[0, 3\]"):
+        edit_expression(small_model, x, 0, 1, 3.5, "mean", small_means)
+    with pytest.raises(ValueError, match="guidance applies to method='swap' and 'reexpress'"):
+        edit_expression(small_model, x, 0, 1, 1.0, "mean", small_means, Guidance(prior=2))
     with pytest.raises(ValueError, match="method must be one of"):
         edit_expression(small_model, x, 0, 1, 1.0, "nearest", small_means)
     with pytest.raises(ValueError, match="needs the latent means"):
@@ -74,18 +129,24 @@ def test_edit_grid_draws_every_target(small_model, synthetic_es, small_means):
 
 
 def test_edit_methods_grid_puts_every_method_side_by_side(guided_model, synthetic_es):
-    """A row per intensity; the input, then seven targets per method; swap guided."""
+    """A row per intensity; the input, then seven targets per method (every method but the
+    slow gradient); swap and reexpress guided, or the methods asked for."""
     faces = synthetic_es.select(split="test").subsample(1, seed=0)
     means = latent_means(guided_model, synthetic_es, per_emotion=20)
     fig = edit_methods_grid(guided_model, faces.images[0], int(faces.labels[0]), means,
                             intensities=(0.0, 1.0), guidance=4.0)
-    assert len(fig.axes) == 2 * (1 + 3 * 7)
-    titles = [ax.get_title() for ax in fig.axes[:22]]
-    assert titles[:2] == ["input", "mean\nangry"] and titles[15] == "swap (g=4)\nangry"
+    assert len(fig.axes) == 2 * (1 + 4 * 7)
+    titles = [ax.get_title() for ax in fig.axes[:29]]
+    assert titles[:2] == ["input", "mean\nangry"]
+    assert titles[15] == "reexpress (couplings 4)\nangry"
+    assert titles[22] == "swap (couplings 4)\nangry"
     drawn = [ax.get_images()[0].get_array() for ax in fig.axes]
     # intensity 0 gives the input back under every method; intensity 1 changes it
-    assert all((np.asarray(a) == faces.images[0]).all() for a in drawn[:22])
-    assert not all((np.asarray(a) == faces.images[0]).all() for a in drawn[23:])
+    assert all((np.asarray(a) == faces.images[0]).all() for a in drawn[:29])
+    assert not all((np.asarray(a) == faces.images[0]).all() for a in drawn[30:])
+    picked = edit_methods_grid(guided_model, faces.images[0], int(faces.labels[0]), means,
+                               methods=[("reexpress", Guidance(prior=3))], intensities=(1.0,))
+    assert len(picked.axes) == 8 and picked.axes[1].get_title() == "reexpress (prior 3)\nangry"
 
 
 def test_sample_explorer_callbacks(small_model):

@@ -251,8 +251,18 @@ def test_cli_sample_and_evaluate(data_env, tmp_path):
     assert report["round_trip_max_abs_error"] < 1e-3
     fidelity = report["fidelity"]  # judged by the shipped classifier
     assert [(r["generator"], r["temperature"], r["guidance"]) for r in fidelity] == [
-        ("real faces (ceiling)", None, None), ("run", 0.7, 1.0), ("untrained (floor)", 0.7, 1.0)]
-    assert [e["method"] for e in report["edits"]] == ["mean", "prior"]
+        ("real faces (ceiling)", None, None), ("run", 0.7, "unguided"),
+        ("untrained (floor)", 0.7, "unguided")]
+    # every method of a model without label-conditioned couplings, each row with the face
+    # metrics; gradient on at most 14 faces at intensity 1
+    methods = [(e["method"], e["intensity"]) for e in report["edits"]]
+    assert methods == [("mean", a) for a in (0.5, 1.0, 1.5, 2.0, 3.0)] + [
+        ("prior", a) for a in (0.5, 1.0, 1.5, 2.0, 3.0)] + [
+        ("reexpress", a) for a in (0.5, 1.0, 1.5)] + [("gradient", 1.0)]
+    assert [e["n"] for e in report["edits"]][-2:] == [10 * 6, 10 * 6]
+    for row in [*fidelity, *report["edits"]]:
+        rates = [row[k] for k in ("face_rate", "joint_rate")]
+        assert all(0 <= r <= 1 for r in rates) and rates[1] <= rates[0]
     assert report["recommended"]["samples"]["temperature"] == 0.7
     assert fidelity[1]["n"] == 7 * 12 and "fd_per_emotion" in fidelity[1]
     # notebook 06 reads such reports as one row per run
@@ -285,49 +295,46 @@ def test_cli_evaluates_guided_samples_and_swap_edits(data_env, tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads(report_path.read_text())
     assert [(r["generator"], r["temperature"], r["guidance"]) for r in report["fidelity"]] == [
-        ("real faces (ceiling)", None, None), ("guided", 0.7, 1.0), ("guided", 0.7, 3.0),
-        ("untrained (floor)", 0.7, 1.0)]
-    assert [(e["method"], e["guidance"]) for e in report["edits"]] == [
-        ("mean", 1.0), ("prior", 1.0), ("swap", 1.0), ("swap", 3.0)]
-    assert all(e["identity"]["n"] == 8 and set(e["hit_rate"]) == {"0.0", "0.5", "1.0", "1.5"}
-               for e in report["edits"])
-    assert report["recommended"]["samples"]["guidance"] in (1.0, 3.0)
+        ("real faces (ceiling)", None, None), ("guided", 0.7, "unguided"),
+        ("guided", 0.7, "couplings 3"), ("guided", 0.7, "prior 3"),
+        ("untrained (floor)", 0.7, "unguided")]
+    guided_edits = sorted({(e["method"], e["guidance"]) for e in report["edits"]
+                           if e["method"] in ("swap", "reexpress")})
+    assert guided_edits == [("reexpress", "prior 3"), ("reexpress", "unguided"),
+                            ("swap", "couplings 3"), ("swap", "unguided")]
+    assert all(e["n"] == 8 * 6 for e in report["edits"])
+    assert report["recommended"]["samples"]["guidance"] in ("unguided", "couplings 3", "prior 3")
+    assert set(report["recommended"]["ranges"]) == {"samples", "edits"}
     refused = subprocess.run([*evaluate, "--checkpoint", str(plain)], env=data_env,
                              capture_output=True, text=True, timeout=300)
     assert refused.returncode != 0
     assert "plain: trained without label dropout" in refused.stderr
 
 
-def test_recommend_skips_unreal_samples_and_edits_that_replace_the_face():
-    from bplf.evaluate import FD_TOLERANCE, recommend
+def test_recommend_takes_faces_a_person_accepts(person_report):
+    """Samples: the best joint rate among settings that stay faces (face rate >= 0.9x real)
+    and stay diverse (pair SSIM <= 0.3); edits: the best joint hit-rate among those that keep
+    the person (SSIM >= the same-person reference) and the face rate (>= 0.9x the inputs')."""
+    from bplf.evaluate import recommend, safe_ranges
     from bplf.metrics.fidelity import edits_frame
 
-    def sample(t, g, acc, fd):
-        return {"generator": "m", "temperature": t, "guidance": g, "accuracy": acc, "fd": fd}
-
-    def edit(method, g, hit, edit_ssim, edit_rmse):
-        return {"method": method, "guidance": g, "hit_rate": {"1.0": hit},
-                "identity": {"edit_ssim": edit_ssim, "edit_rmse": edit_rmse,
-                             "different_person_ssim": 0.1, "different_person_rmse": 100.0}}
-
-    report = {"checkpoint": "m", "fidelity": [
-        {"generator": "real faces (ceiling)", "temperature": None, "accuracy": 0.6, "fd": 0.1},
-        sample(0.3, 1.0, 0.9, 4.0),  # outside [0.5, 1]
-        sample(0.7, 1.0, 0.2, 4.0), sample(0.7, 8.0, 0.3, 4.0 * FD_TOLERANCE),
-        sample(0.7, 16.0, 0.5, 4.0 * FD_TOLERANCE + 0.01),  # faces that stop looking real
-        {"generator": "untrained (floor)", "temperature": 0.7, "guidance": 1.0, "accuracy": 0.9,
-         "fd": 1.0}],
-        "edits": [edit("mean", 1.0, 0.15, 0.9, 20.0), edit("swap", 8.0, 0.3, 0.5, 60.0),
-                  edit("swap", 16.0, 0.6, 0.05, 60.0), edit("prior", 1.0, 0.7, 0.9, 101.0)]}
-    best = recommend(report)
-    assert best["samples"] == {"temperature": 0.7, "guidance": 8.0, "accuracy": 0.3,
-                               "fd": 4.0 * FD_TOLERANCE}
-    assert (best["edits"]["method"], best["edits"]["guidance"], best["edits"]["hit_rate"]) == (
-        "swap", 8.0, 0.3)
-    # the table notebook 05 shows says the same of each edit
-    kept = edits_frame(report["edits"])["keeps the person"]
-    assert kept.tolist() == [True, True, False, False]
-    assert kept.index.tolist() == [("mean", 1.0), ("swap", 8.0), ("swap", 16.0), ("prior", 1.0)]
+    best = recommend(person_report)
+    # prior 3 at T 0.7 has a higher joint rate, but its samples are alike (pair SSIM 0.45)
+    assert (best["samples"]["temperature"], best["samples"]["guidance"]) == (1.0, "prior 4")
+    assert best["samples"]["meets_rule"] and best["samples"]["joint_rate"] == 0.4
+    # reexpress at prior 7 reads more often but loses the person; the swap loses the face
+    assert (best["edits"]["method"], best["edits"]["guidance"]) == ("reexpress", "prior 3")
+    table = edits_frame(person_report["edits"])
+    assert table["keeps_person"].tolist() == [True, True, True, True, False]
+    ranges = safe_ranges(person_report)
+    assert ranges["samples"] == {"prior": 4.0, "coupling": 1.0}  # couplings 8: blotches
+    assert ranges["edits"]["intensity"] == {"mean": 1.0, "swap": 0.0, "reexpress": 1.0}
+    assert ranges["edits"]["prior"] == 3.0
+    # where nothing passes, the best joint rate is given, flagged
+    for r in person_report["fidelity"]:
+        r["pair_ssim"] = 0.9
+    flagged = recommend(person_report)["samples"]
+    assert not flagged["meets_rule"] and flagged["guidance"] == "prior 3"
 
 
 def test_export_keeps_the_selected_weights(data_env, tmp_path):
@@ -352,3 +359,66 @@ def test_export_keeps_the_selected_weights(data_env, tmp_path):
         load_pretrained(out)
     with pytest.raises(FileNotFoundError, match="no pretrained model here"):
         load_pretrained(tmp_path / "nothing")
+
+
+def test_noise_and_averaged_weights_resume_exactly_and_are_exported(es, tmp_path):
+    """noise_std and ema_decay: a stopped-and-resumed run is bit-identical to an uninterrupted
+    one (weights, averaged weights, the noise drawn); the average is what is selected,
+    evaluated, exported and loaded, with the training noise std beside it."""
+    from bplf.pretrained import export_model
+    from bplf.train import load_checkpoint, read_checkpoint
+
+    opts = {**QUICK, "noise_std": 0.02, "ema_decay": 0.9}
+    straight = Trainer(TrainConfig(steps=6, **opts), tmp_path / "a", TINY, "cpu", es)
+    straight.fit()
+    Trainer(TrainConfig(steps=3, **opts), tmp_path / "b", TINY, "cpu", es).fit()
+    resumed = Trainer(TrainConfig(steps=6, **opts), tmp_path / "b", TINY, "cpu", es)
+    resumed.fit(resume=True)
+    for name in ("model", "ema"):
+        a, b = (read_checkpoint(t.out / "checkpoint.pt")[name] for t in (straight, resumed))
+        assert all(torch.equal(a[k], b[k]) for k in a), name
+    ckpt = read_checkpoint(straight.out / "checkpoint.pt")
+    assert any(not torch.equal(ckpt["model"][k], ckpt["ema"][k]) for k in ckpt["model"])
+    # the noise changes the batches: the same run without it trains other weights
+    clean = Trainer(TrainConfig(steps=6, **{**opts, "noise_std": 0.0}), tmp_path / "c", TINY,
+                    "cpu", es)
+    clean.fit()
+    other = read_checkpoint(clean.out / "checkpoint.pt")["ema"]
+    assert any(not torch.equal(other[k], ckpt["ema"][k]) for k in other)
+    export_model(straight.out, weights="checkpoint.pt")
+    exported = read_checkpoint(straight.out / "model.pt")["model"]
+    assert all(torch.equal(exported[k], ckpt["ema"][k].float()) for k in exported)
+    loaded = load_checkpoint(straight.out)
+    assert loaded.noise_std == 0.02
+    assert all(torch.equal(v, exported[k]) for k, v in loaded.state_dict().items())
+    with pytest.raises(ValueError, match="noise_std"):
+        TrainConfig(noise_std=-0.1)
+
+
+def test_denoising_is_the_posterior_mean_of_a_gaussian_density(faces):
+    """A fresh flow is a linear map, so its density is an exact Gaussian N(mu, S). Read as the
+    density of noisy faces (noise std sigma), Tweedie's step must give the posterior mean
+    x - sigma^2 S^-1 (x - mu), computed here from the map's Jacobian."""
+    from bplf.model import build_model
+
+    torch.manual_seed(0)
+    model = build_model("bplf", image_size=4, levels=1, steps_per_level=2, hidden_channels=4,
+                        pca="none", num_classes=2).double()
+    model.initialize(faces(64, size=4).double(), torch.zeros(64, dtype=torch.long))
+    model.noise_std = sigma = 0.05
+    x = faces(3, size=4, seed=1).double()
+    flat = x.flatten(1)
+
+    def z_of(v: torch.Tensor) -> torch.Tensor:  # the latent, standardised by the prior
+        zs = model.encode(v.view(1, 1, 4, 4), 1)
+        mean, log_std = model.top_prior.params(1)
+        return ((zs[-1] - mean) * torch.exp(-log_std)).flatten()
+
+    jac = torch.autograd.functional.jacobian(z_of, flat[0])  # constant: the map is linear
+    precision = jac.T @ jac  # S^-1 of x = A^-1 (mu_z + std * eps)
+    mu = model.decode([model.top_prior.params(1)[0]], 1).flatten(1)
+    expected = flat - sigma**2 * (flat - mu) @ precision.T
+    got = model.denoise(x, 1).flatten(1)
+    torch.testing.assert_close(got, expected, rtol=1e-6, atol=1e-8)
+    assert (got - flat).abs().max() > 1e-4  # it moved
+    assert torch.equal(model.denoise(x, 1, sigma=0), x)

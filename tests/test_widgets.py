@@ -14,9 +14,16 @@ import torch
 from bplf.data import EMOTIONS, EmotionSet
 from bplf.editing import edit_expression, latent_means
 from bplf.experiments import COLUMNS, GRIDS
+from bplf.guidance import Guidance
 from bplf.likelihood import dequantize, to_uint8
 from bplf.metrics.fidelity import CEILING, as_frame, ceiling_label
-from bplf.viz import ablation_curves, config_colors, guidance_figure
+from bplf.viz import (
+    ablation_curves,
+    config_colors,
+    diversity_figure,
+    edits_figure,
+    guidance_figure,
+)
 from bplf.widgets import (
     AblationExplorer,
     EditExplorer,
@@ -121,24 +128,34 @@ def test_sample_explorer_disables_the_seed_at_temperature_zero(small_model):
 
 
 def test_explorers_guide_samples_and_swap_edits(guided_model, synthetic_es):
-    """The guidance slider changes the samples and the swap edit (and nothing else: it is off
-    for the other methods), and is named in the title."""
-    ex = SampleExplorer(guided_model, n=4, emotion="happy", temperature=0.7, guidance=3.0)
+    """The guidance sliders change the samples and the guided edits (and nothing else: they are
+    off for the other methods), are named in the title, and end where the limits say faces
+    break."""
+    ex = SampleExplorer(guided_model, n=4, emotion="happy", temperature=0.7,
+                        guidance=Guidance(prior=2, coupling=3), limits={"prior": 4, "coupling": 3})
     guided = ex.images.copy()
-    assert "guidance 3" in ex.title()
-    ex.guidance.value = 1.0
-    assert not (ex.images == guided).all() and "guidance 1" in ex.title()
+    assert "prior 2 · couplings 3" in ex.title()
+    assert (ex.guidance.prior.max, ex.guidance.coupling.max) == (4, 3)
+    assert "prior rule up to 4" in ex.guidance.note.value
+    ex.guidance.coupling.value = 1.0
+    assert not (ex.images == guided).all() and ex.title().endswith("prior 2, seed 0")
     assert SampleExplorer(guided_model, n=4).guidance is None  # no slider unless asked for
     means = latent_means(guided_model, synthetic_es, per_emotion=20)
     faces = synthetic_es.select(split="test").subsample(5, seed=0)
     edit = EditExplorer(guided_model, faces, means, target="happy", method="swap",
-                        guidance=4.0)
-    assert edit.method.value == "swap" and not edit.guidance.disabled
+                        guidance=4.0, limits={"prior": 8, "coupling": 8,
+                                              "intensity": {"swap": 1.5, "mean": 3.0}})
+    assert edit.method.value == "swap" and not edit.guidance.coupling.disabled
+    assert edit.guidance.prior.disabled and edit.intensity.max == 1.5
     swapped = edit.images[1].copy()
-    edit.guidance.value = 1.0
+    edit.guidance.coupling.value = 1.0
     assert not (edit.images[1] == swapped).all()
     edit.method.value = "mean"
-    assert edit.guidance.disabled and edit.applied_guidance == 1.0
+    assert edit.guidance.coupling.disabled and not edit.applied_guidance.active
+    assert edit.intensity.max == 3.0
+    edit.method.value = "reexpress"
+    edit.guidance.prior.value = 3.0
+    assert edit.applied_guidance == Guidance(prior=3.0)
     with pytest.raises(ValueError, match="method must be one of"):
         EditExplorer(guided_model, faces, means, method="warp")
 
@@ -239,33 +256,25 @@ def test_default_face_of_the_real_test_set_edits_to_a_face():
         assert (pixels.std(1) > 30).all(), method
 
 
-def test_guidance_figure_draws_each_temperature_and_marks_edits_that_replace_the_face():
-    def sample(generator, t, g, acc, fd):
-        return {"generator": generator, "temperature": t, "guidance": g, "accuracy": acc,
-                "fd": fd}
+def test_person_figures_draw_each_rule_and_mark_what_breaks(person_report):
+    """Face rate, reading and joint rate per rule and temperature against real faces; the
+    fidelity-diversity curve circles the recommended setting; hollow edits lost the face."""
+    from bplf.evaluate import recommend
 
-    def edit(method, g, hit, edit_ssim):
-        return {"method": method, "guidance": g, "hit_rate": {"1.0": hit},
-                "identity": {"edit_ssim": edit_ssim, "edit_rmse": 50.0,
-                             "different_person_ssim": 0.1, "different_person_rmse": 100.0}}
-
-    report = {"checkpoint": "m", "fidelity": [
-        {"generator": CEILING, "temperature": None, "guidance": None, "accuracy": 0.6,
-         "fd": 0.05},
-        sample("m", 0.7, 1.0, 0.2, 6.0), sample("m", 0.7, 4.0, 0.3, 6.5),
-        sample("m", 1.0, 1.0, 0.18, 5.0), sample("m", 1.0, 4.0, 0.25, 5.2),
-        sample("untrained (floor)", 0.7, 1.0, 0.14, 13.0)],
-        "edits": [edit("mean", 1.0, 0.15, 0.9), edit("swap", 1.0, 0.17, 0.8),
-                  edit("swap", 4.0, 0.3, 0.05)]}
-    previous = {"checkpoint": "old", "fidelity": [sample("old", 0.7, 1.0, 0.21, 4.4)]}
-    fig = guidance_figure(report, previous)
-    acc, fd, edits = fig.axes
-    lines = {line.get_label(): line for line in acc.get_lines()}
-    assert list(lines["this model, T=0.7"].get_ydata()) == [0.2, 0.3]
-    assert lines["previous model, best T"].get_ydata()[0] == 0.21
-    assert {"real faces", "untrained (floor), best T", "chance"} <= set(lines)
-    assert {line.get_label(): line for line in fd.get_lines()}[
-        "previous model, best T"].get_ydata()[0] == 4.4
-    swaps = [line for line in edits.get_lines() if line.get_marker() == "o"]
-    assert [line.get_markerfacecolor() for line in swaps][1] == "none"  # replaced the face
-    assert swaps[0].get_markerfacecolor() != "none"
+    report = person_report | {"recommended": recommend(person_report)}
+    fig = guidance_figure(report)
+    face, read, joint = fig.axes
+    lines = {line.get_label(): line for line in joint.get_lines()}
+    assert list(lines["prior rule, T=1.0"].get_xdata()) == [1.0, 2.0, 4.0]
+    assert list(lines["prior rule, T=1.0"].get_ydata()) == [0.08, 0.34, 0.4]
+    assert list(lines["couplings rule, T=0.7"].get_ydata()) == [0.21, 0.06]
+    assert lines["real test faces"].get_ydata()[0] == 0.36
+    assert {line.get_label() for line in face.get_lines()} >= {"0.9 x real faces"}
+    curve = diversity_figure(report).axes[0]
+    circled = [line for line in curve.get_lines() if line.get_markersize() == 13]
+    assert len(circled) == 1 and circled[0].get_ydata()[0] == 0.4  # T 1.0, prior 4
+    edits = edits_figure(report).axes[0]
+    hollow = [line for line in edits.get_lines()
+              if line.get_marker() == "o" and line.get_markerfacecolor() == "none"]
+    # the exaggerated mean edit and the swap fell below 0.9 x the inputs' face rate
+    assert [line.get_ydata()[0] for line in hollow] == [0.12, 0.09]

@@ -25,7 +25,8 @@ def looks_like(tree: RawTree) -> bool:
     return any(FILENAME.match(f.rsplit("/", 1)[-1]) for f in tree.files())
 
 
-def _cascade() -> cv2.CascadeClassifier:
+def haar_cascade() -> cv2.CascadeClassifier:
+    """OpenCV's stock frontal-face Haar cascade (bundled with opencv-python-headless < 5)."""
     path = cv2.data.haarcascades + "haarcascade_frontalface_default.xml"
     cascade = cv2.CascadeClassifier(path)
     if cascade.empty():
@@ -68,7 +69,7 @@ def crop_face(img: np.ndarray, box: tuple[int, int, int, int] | None) -> np.ndar
 def read(tree: RawTree, name: str = "jaffe") -> SourceData:
     """Read JAFFE's TIFFs (grayscale or palette), detect and crop each face to 48x48."""
     out = SourceData(name=name, origin=str(tree.path))
-    cascade = _cascade()
+    cascade = haar_cascade()
     members = [f for f in tree.files() if f.lower().endswith((".tif", ".tiff"))]
     bad = [f for f in members if not FILENAME.match(f.rsplit("/", 1)[-1])]
     if bad:

@@ -26,12 +26,21 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from bplf.data import EMOTIONS, EmotionSet
-from bplf.editing import decode_edit, edit_expression, encode_for_edit, methods_for, sample_faces
+from bplf.editing import decode_edit, edit_expression, encode_for_edit, sample_faces
+from bplf.guidance import Guidance
 from bplf.likelihood import dequantize, to_uint8
 from bplf.metrics.classifier import EmotionCNN, predict
+from bplf.metrics.faces import (
+    face_found,
+    face_report,
+    keeps_person,
+    precision_recall,
+    rmse,
+    same_emotion_pairs,
+    ssim,
+)
 from bplf.model import BPLF, make_model
 from bplf.utils import progress
 
@@ -51,12 +60,15 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
     return float(mu @ mu + np.trace(sa) + np.trace(sb) - 2 * cross)
 
 
-def _scores(classifier: EmotionCNN, x: torch.Tensor, y: np.ndarray) -> tuple[np.ndarray, dict]:
-    """Features of model-space images, and balanced accuracy overall and per emotion."""
+def _scores(classifier: EmotionCNN, x: torch.Tensor, y: np.ndarray
+            ) -> tuple[np.ndarray, dict, np.ndarray]:
+    """Features of model-space images, balanced accuracy overall and per emotion, and per
+    image whether the classifier reads its emotion."""
     feats = predict(classifier, x, features=True)
     pred = classifier.head(feats).argmax(1).numpy()
     per = {EMOTIONS[k]: float((pred[y == k] == k).mean()) for k in np.unique(y)}
-    return feats.numpy(), {"accuracy": float(np.mean(list(per.values()))), "per_emotion": per}
+    return (feats.numpy(), {"accuracy": float(np.mean(list(per.values()))), "per_emotion": per},
+            pred == y)
 
 
 def _compare(feats: np.ndarray, y: np.ndarray, ref: np.ndarray, ref_y: np.ndarray,
@@ -89,31 +101,51 @@ def ceiling_label(es: EmotionSet) -> str:
     return f"{faces_word(es)} faces (ceiling)"
 
 
+def _person_columns(images: np.ndarray, y: np.ndarray, read: np.ndarray, feats: np.ndarray,
+                    ref: np.ndarray) -> dict:
+    """What a person sees (``bplf.metrics.faces``) beside the classifier's figures: face,
+    reading and joint rates, pair SSIM, and precision and recall against the reference."""
+    faces = face_report(images, y, read)
+    return {k: faces[k] for k in ("face_rate", "read_rate", "joint_rate", "pair_ssim",
+                                  "per_emotion_joint")} | precision_recall(ref, feats)
+
+
 def fidelity_table(generators: dict[str, BPLF], classifier: EmotionCNN, es: EmotionSet,
                    temperatures: tuple[float, ...] = (0.5, 0.7, 1.0), n_per_emotion: int = 500,
-                   seed: int = 0, guidance: dict[str, tuple[float, ...]] | None = None
+                   seed: int = 0, guidance: dict[str, tuple] | None = None,
+                   settings: dict[str, list[tuple[float, Guidance | float]]] | None = None
                    ) -> list[dict]:
     """The ceiling row (real faces), then one row per (generator, guidance, temperature), each
     with balanced accuracy and Fréchet distances to the real test faces, overall and per
-    emotion. ``guidance`` maps a generator's name to the guidance scales it is sampled at
-    (others: 1, plain samples); a scale above 1 needs a model trained with label dropout."""
+    emotion, and what a person sees (face rate, joint rate, pair SSIM, precision and recall;
+    ``bplf.metrics.faces``). ``guidance`` maps a generator's name to the guidance (numbers:
+    the coupling rule, or ``Guidance`` objects) it is sampled with at every temperature;
+    ``settings`` to exact (temperature, guidance) pairs instead; others: plain samples at
+    every temperature."""
     test, val = es.select(split="test"), es.select(split="val")
     # the ceiling: the classifier's accuracy on the real test faces themselves, and the
     # distance of real faces of other people (the val split) to them
-    ref, acc = _scores(classifier, dequantize(test.images, centre=True), test.labels)
+    ref, acc, read = _scores(classifier, dequantize(test.images, centre=True), test.labels)
     weights = np.bincount(test.labels, minlength=len(EMOTIONS)) / len(test)
-    feats, _ = _scores(classifier, dequantize(val.images, centre=True), val.labels)
+    feats, _, _ = _scores(classifier, dequantize(val.images, centre=True), val.labels)
     rows = [{"generator": CEILING, "temperature": None, "guidance": None, "n": len(test),
              **_compare(feats, val.labels, ref, test.labels, weights),
-             "accuracy": acc["accuracy"], "per_emotion_accuracy": acc["per_emotion"]}]
-    jobs = [(name, model, t, g) for name, model in generators.items()
-            for g in (guidance or {}).get(name, (1.0,)) for t in temperatures]
+             "accuracy": acc["accuracy"], "per_emotion_accuracy": acc["per_emotion"],
+             **_person_columns(test.images, test.labels, read, feats, ref)}]
+    jobs = []
+    for name, model in generators.items():
+        pairs = (settings or {}).get(name) or [
+            (t, g) for g in (guidance or {}).get(name, (1.0,)) for t in temperatures]
+        jobs += [(name, model, t, Guidance.of(g)) for t, g in pairs]
     for name, model, t, g in progress(jobs, desc="fidelity"):
         images, y = sample_faces(model.eval(), n_per_emotion, t, seed, guidance=g)
-        feats, acc = _scores(classifier, dequantize(images, centre=True), y)
-        rows.append({"generator": name, "temperature": t, "guidance": g, "n": len(y),
+        images = images.numpy()
+        feats, acc, read = _scores(classifier, dequantize(images, centre=True), y)
+        rows.append({"generator": name, "temperature": t, "guidance": g.label(),
+                     "guidance_config": g.to_dict(), "n": len(y),
                      **_compare(feats, y, ref, test.labels, weights),
-                     "accuracy": acc["accuracy"], "per_emotion_accuracy": acc["per_emotion"]})
+                     "accuracy": acc["accuracy"], "per_emotion_accuracy": acc["per_emotion"],
+                     **_person_columns(images, y, read, feats, ref)})
     return rows
 
 
@@ -130,19 +162,33 @@ def untrained_like(model: BPLF, es: EmotionSet, n: int = 4096, seed: int = 0) ->
     return fresh.eval()
 
 
+def guidance_name(value) -> str | None:
+    """A row's guidance as a label (``Guidance.label``): rows written before the ``Guidance``
+    object held the coupling rule's scale as a number."""
+    if value is None or isinstance(value, str):
+        return value
+    return Guidance.of(value).label()
+
+
+#: the columns of what a person sees, in the order tables show them
+PERSON_COLUMNS = ("face_rate", "joint_rate", "pair_ssim", "precision", "recall")
+
+
 def as_frame(rows: list[dict], es: EmotionSet | None = None):
     """The fidelity rows as a table: one row per generator, guidance and temperature,
-    per-emotion accuracy and Fréchet distance as columns. With ``es``, the ceiling row is
-    labelled by what was loaded (``ceiling_label``). Rows saved before guidance existed are
-    plain samples (guidance 1)."""
+    accuracy, FD, what a person sees (where measured), and per-emotion accuracy and Fréchet
+    distance as columns. With ``es``, the ceiling row is labelled by what was loaded
+    (``ceiling_label``)."""
     import pandas as pd
 
     names = {CEILING: ceiling_label(es)} if es is not None else {}
     table = pd.DataFrame([{"generator": names.get(r["generator"], r["generator"]),
-                           "guidance": r.get("guidance", None if r["temperature"] is None
-                                             else 1.0),
+                           "guidance": guidance_name(r.get("guidance", None
+                                                           if r["temperature"] is None
+                                                           else 1.0)),
                            "temperature": r["temperature"],
                            "accuracy": r["accuracy"], "fd": r["fd"],
+                           **{c: r[c] for c in PERSON_COLUMNS if c in r},
                            **{f"acc {e}": a for e, a in r["per_emotion_accuracy"].items()},
                            **{f"fd {e}": d for e, d in r["fd_per_emotion"].items()}}
                           for r in rows])
@@ -152,19 +198,18 @@ def as_frame(rows: list[dict], es: EmotionSet | None = None):
 @torch.no_grad()
 def edit_accuracy(model: BPLF, classifier: EmotionCNN, images: np.ndarray, labels: np.ndarray,
                   means: list[torch.Tensor], intensities: tuple[float, ...] = (0.0, 0.5, 1.0, 1.5),
-                  method: str = "mean", guidance: float = 1.0) -> dict[float, float]:
+                  method: str = "mean", guidance: Guidance | float = 1.0) -> dict[float, float]:
     """Per intensity, the share of edits the classifier reads as their target, each uint8 face
     edited toward all 7 emotions. At intensity 0 the faces are unchanged, so the share is exactly
     1/7 (each face's one predicted emotion is the target of one edit in seven)."""
     x = dequantize(images, centre=True)
-    source = torch.as_tensor(labels)
     k = model.config.num_classes
-    zs = encode_for_edit(model, x, source, method, guidance)  # the same for every edit below
+    start = encode_for_edit(model, x, torch.as_tensor(labels), method, guidance)
     shares = {}
     for intensity in intensities:
         hits = 0
         for target in range(k):
-            edited = decode_edit(model, zs, source, target, intensity, method, means, guidance)
+            edited = decode_edit(model, start, target, intensity, means)
             pred = predict(classifier, dequantize(to_uint8(edited)[:, 0].cpu(), centre=True))
             hits += int((pred.argmax(1) == target).sum())
         shares[intensity] = hits / (len(x) * k)
@@ -181,49 +226,6 @@ def generative_accuracy(log_probs: torch.Tensor | np.ndarray, labels: np.ndarray
     return {"n": int(len(labels)), "accuracy": float((pred == labels).mean()) if len(labels)
             else float("nan"), "balanced_accuracy": float(np.mean(list(per.values())))
             if per else float("nan"), "per_emotion": per}
-
-
-def _gaussian_window(size: int = 11, sigma: float = 1.5) -> torch.Tensor:
-    t = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
-    g = torch.exp(-(t**2) / (2 * sigma**2))
-    g = g / g.sum()
-    return (g[:, None] * g[None, :])[None, None]
-
-
-def ssim(a: np.ndarray | torch.Tensor, b: np.ndarray | torch.Tensor) -> np.ndarray:
-    """Structural similarity (Wang et al. 2004: 11x11 Gaussian window of sigma 1.5, K1 = 0.01,
-    K2 = 0.03, valid region) of uint8 images (N, H, W) pairwise -> (N,); 1 = identical."""
-    x = torch.as_tensor(np.array(a, dtype=np.float64))[:, None]
-    y = torch.as_tensor(np.array(b, dtype=np.float64))[:, None]
-    w = _gaussian_window(min(11, x.shape[-1]))
-    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
-    mx, my = F.conv2d(x, w), F.conv2d(y, w)
-    vx = F.conv2d(x * x, w) - mx**2
-    vy = F.conv2d(y * y, w) - my**2
-    cov = F.conv2d(x * y, w) - mx * my
-    s = ((2 * mx * my + c1) * (2 * cov + c2)) / ((mx**2 + my**2 + c1) * (vx + vy + c2))
-    return s.flatten(1).mean(1).numpy()
-
-
-def rmse(a: np.ndarray | torch.Tensor, b: np.ndarray | torch.Tensor) -> np.ndarray:
-    """Pixel RMSE of uint8 images (N, H, W) pairwise, in grey levels -> (N,)."""
-    d = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
-    return np.sqrt((d**2).reshape(len(d), -1).mean(1))
-
-
-def same_emotion_pairs(labels: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Index pairs (i, j), i != j, of two different faces of the same emotion (each face of an
-    emotion with at least 2 faces paired with another one, drawn with ``seed``)."""
-    rng = np.random.default_rng(seed)
-    first, second = [], []
-    for k in np.unique(labels):
-        idx = rng.permutation(np.flatnonzero(labels == k))
-        if len(idx) >= 2:
-            first.append(idx)
-            second.append(np.roll(idx, 1))
-    if not first:
-        return np.zeros(0, int), np.zeros(0, int)
-    return np.concatenate(first), np.concatenate(second)
 
 
 @torch.no_grad()
@@ -252,46 +254,56 @@ def identity_report(model: BPLF, images: np.ndarray, labels: np.ndarray,
             else float("nan")}
 
 
-def keeps_person(identity: dict) -> bool:
-    """Whether an edit keeps the person (an ``identity_report``): closer to its input than two
-    different real faces of one emotion are to each other, in SSIM (above) and RMSE (below)."""
-    return (identity["edit_ssim"] > identity["different_person_ssim"]
-            and identity["edit_rmse"] < identity["different_person_rmse"])
-
-
 def binomial_se(p: float, n: int) -> float:
     """Standard error of a proportion ``p`` measured on ``n`` independent trials."""
     return float(np.sqrt(p * (1 - p) / n))
 
 
-def edits_frame(edits: list[dict]):
-    """``edit_report``'s entries as a table: one row per method and guidance, the hit-rate per
-    intensity, SSIM and RMSE to the input at intensity 1, and whether the person is kept."""
+@torch.no_grad()
+def edit_sweep(model: BPLF, classifier: EmotionCNN, images: np.ndarray, labels: np.ndarray,
+               settings: list[tuple[str, Guidance | float, tuple[float, ...]]],
+               reference: dict, means: list[torch.Tensor] | None = None) -> list[dict]:
+    """Every face of ``images`` (uint8, emotions ``labels``) edited toward each of the other
+    emotions, for each (method, guidance, intensities) of ``settings``: one row per method,
+    guidance and intensity with the hit-rate (the classifier reads the target), the face rate
+    of the edits, the joint hit-rate (a face *and* the target), SSIM and RMSE to the input and
+    whether that keeps the person by the same-person ``reference``
+    (``faces.same_person_reference``)."""
+    labels = np.asarray(labels)
+    k = model.config.num_classes
+    x = dequantize(images, centre=True)
+    rows = []
+    for method, guidance, intensities in progress(settings, desc="edits"):
+        guidance = Guidance.of(guidance)
+        start = encode_for_edit(model, x, torch.as_tensor(labels), method, guidance)
+        edited = {a: [] for a in intensities}
+        targets = []
+        for offset in range(1, k):
+            target = (labels + offset) % k
+            targets.append(target)
+            for a in intensities:
+                out = decode_edit(model, start, torch.as_tensor(target), a, means)
+                edited[a].append(to_uint8(out)[:, 0].cpu().numpy())
+        target = np.concatenate(targets)
+        inputs = np.concatenate([images] * (k - 1))
+        for a in intensities:
+            out = np.concatenate(edited[a])
+            pred = predict(classifier, dequantize(out, centre=True)).argmax(1).numpy()
+            read, found = pred == target, face_found(out)
+            edit_ssim = float(ssim(inputs, out).mean())
+            rows.append({"method": method, "guidance": guidance.label(),
+                         "guidance_config": guidance.to_dict(), "intensity": a,
+                         "n": int(len(out)), "hit_rate": float(read.mean()),
+                         "face_rate": float(found.mean()),
+                         "joint_rate": float((read & found).mean()), "ssim": edit_ssim,
+                         "rmse": float(rmse(inputs, out).mean()),
+                         "keeps_person": keeps_person(edit_ssim, reference)})
+    return rows
+
+
+def edits_frame(rows: list[dict]):
+    """``edit_sweep``'s rows as a table: one row per method, guidance and intensity."""
     import pandas as pd
 
-    return pd.DataFrame([{"method": e["method"], "guidance": e["guidance"],
-                          **{f"hit x{a}": h for a, h in e["hit_rate"].items()},
-                          "SSIM": e["identity"]["edit_ssim"], "RMSE": e["identity"]["edit_rmse"],
-                          "keeps the person": keeps_person(e["identity"])}
-                         for e in edits]).set_index(["method", "guidance"])
-
-
-def edit_report(model: BPLF, classifier: EmotionCNN, images: np.ndarray, labels: np.ndarray,
-                means: list[torch.Tensor] | None = None,
-                intensities: tuple[float, ...] = (0.0, 0.5, 1.0, 1.5),
-                guidance: tuple[float, ...] = (1.0,)) -> list[dict]:
-    """One entry per editing method the model supports (``mean`` only with ``means``) and, for
-    ``swap``, per guidance scale: the edit hit-rate per intensity (``edit_accuracy``) and the
-    identity kept at intensity 1 (``identity_report``)."""
-    report = []
-    for method in methods_for(model):
-        if method == "mean" and means is None:
-            continue
-        for g in guidance if method == "swap" else (1.0,):
-            hits = edit_accuracy(model, classifier, images, labels, means, intensities, method,
-                                 g)
-            report.append({"method": method, "guidance": g,
-                           "hit_rate": {str(t): v for t, v in hits.items()},
-                           "identity": identity_report(model, images, labels, means, method,
-                                                       1.0, g)})
-    return report
+    columns = ["hit_rate", "face_rate", "joint_rate", "ssim", "rmse", "keeps_person"]
+    return (pd.DataFrame(rows).set_index(["method", "guidance", "intensity"])[columns])
