@@ -62,5 +62,14 @@ notebooks: env  ## re-execute notebooks in full mode, keeping outputs (for commi
 student: env  ## write the student notebooks into release/
 	$(PY) -m bplf student --out release
 
+# Grade a folder of submissions (docs/teaching.md): SUBMISSIONS holds STUDENT/ASSIGNMENT/*.ipynb
+# (nbgrader's submitted/), STUDENT/*.ipynb or *.ipynb; grades.csv and feedback/ go to GRADED.
+SUBMISSIONS ?= submitted
+GRADED ?= graded
+GRADE_ARGS ?=
+.PHONY: grade
+grade: env  ## grade SUBMISSIONS (default submitted/) into GRADED (default graded/)
+	$(PY) -m bplf grade "$(SUBMISSIONS)" --out "$(GRADED)" $(GRADE_ARGS)
+
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
