@@ -34,8 +34,19 @@ LAB_ARGS ?=
 # unless told --allow-root.
 LAB_UID := $(shell id -u 2>/dev/null)
 
+# Rooted at the checkout, so that notebooks/ (where the file browser opens) and release/ (the
+# student copies) are both reachable; nbgrader_config.py here silences nbgrader's config warning.
+LAB := $(PY) -m jupyterlab --ServerApp.root_dir=. $(if $(filter 0,$(LAB_UID)),--allow-root)
+
 lab: env  ## open the course in JupyterLab (options: LAB_ARGS="...")
-	$(PY) -m jupyterlab notebooks/ $(if $(filter 0,$(LAB_UID)),--allow-root) $(LAB_ARGS)
+	$(LAB) --ContentsManager.preferred_dir=notebooks $(LAB_ARGS)
+
+# The release as a student sees it: nbgrader's menu, Validate button and teacher panels are off
+# (student/README.md); the file browser opens in release/.
+.PHONY: student-lab
+student-lab: student  ## open the student copies in JupyterLab without nbgrader's teacher UI
+	JUPYTER_CONFIG_PATH="$(CURDIR)/student/jupyter" $(LAB) --ContentsManager.preferred_dir=release \
+		$(LAB_ARGS)
 
 lint: env
 	$(PY) -m ruff check bplf tests notebooks
