@@ -20,11 +20,15 @@ TORCH ?= $(if $(shell command -v nvidia-smi 2>/dev/null),cuda,cpu)
 TORCH_INDEX_cpu := https://download.pytorch.org/whl/cpu
 TORCH_INDEX_cuda :=
 TORCH_INDEX ?= $(TORCH_INDEX_$(TORCH))
+# pip's options for torch: an unreachable index fails in about a minute instead of retrying for
+# many; offline, a local wheel: TORCH_PIP_ARGS="--no-index --find-links DIR" (README.md).
+TORCH_PIP_ARGS ?= --timeout 20 --retries 2
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -c "import torch" 2>/dev/null || \
-		$(PY) -m pip install "torch>=2.2" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
+		$(PY) -m pip install "torch>=2.2" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) \
+			$(TORCH_PIP_ARGS)
 	$(PY) -m pip install -e ".[test]"
 	touch $(STAMP)
 

@@ -89,3 +89,13 @@ def test_student_lab_opens_the_release_without_nbgrader(tmp_path):
         env=env, capture_output=True, text=True, timeout=120, check=True)
     switched = eval(server.stdout.strip().splitlines()[-1])  # a dict literal
     assert len(switched) == 4 and not any(switched.values()), switched
+
+
+def test_torch_install_fails_fast_and_can_use_a_local_wheel(tmp_path):
+    lines = dry_run("env", "TORCH=cpu", venv=tmp_path / "venv")
+    torch_line = " ".join(lines[lines.index(next(ln for ln in lines if 'pip install "torch' in ln))
+                                 :][:2])
+    assert "--timeout 20 --retries 2" in torch_line
+    lines = dry_run("env", "TORCH=cpu", "TORCH_PIP_ARGS=--no-index --find-links wheels",
+                    venv=tmp_path / "venv")
+    assert any("--no-index --find-links wheels" in ln for ln in lines)
