@@ -9,7 +9,7 @@ import numpy as np
 import seaborn as sns
 
 from bplf.data.dataset import SPLITS, EmotionSet
-from bplf.data.labels import EMOTIONS
+from bplf.data.labels import EMOTIONS, source_name
 
 
 def plot_counts(es: EmotionSet) -> plt.Figure:
@@ -22,6 +22,7 @@ def plot_counts(es: EmotionSet) -> plt.Figure:
         table = (counts[counts["split"] == split]
                  .pivot_table(index="source", columns="emotion", values="count", aggfunc="sum")
                  .reindex(index=sources, columns=list(EMOTIONS)).fillna(0).astype(int))
+        table.index = [source_name(s) for s in table.index]
         sns.heatmap(table, annot=True, fmt="d", cmap="Blues", cbar=False, ax=ax,
                     annot_kws={"fontsize": 8})
         ax.set_title(f"{split} ({int(table.values.sum())} faces)")

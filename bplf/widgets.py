@@ -18,13 +18,12 @@ from IPython.display import display
 from matplotlib.colors import to_rgb
 
 from bplf.data import EMOTIONS, EmotionSet
+from bplf.data.labels import source_name
 from bplf.editing import edit_expression, methods_for
 from bplf.likelihood import dequantize, to_uint8
 from bplf.model import BPLF
 from bplf.viz import ablation_curves, face_grid
 
-#: the sources' names as the course writes them
-SOURCE_NAMES = {"fer2013": "FER-2013", "ckplus": "CK+", "jaffe": "JAFFE"}
 #: a label wide enough for every control's description (no "temperat…")
 WIDE = {"description_width": "initial"}
 #: the guidance sliders' top (the shipped model's evaluation sweeps up to it)
@@ -32,11 +31,6 @@ GUIDANCE_MAX = 16.0
 #: why the seed is off at temperature 0
 T0_NOTE = ("At temperature 0 every sample is the emotion's mean latent decoded (the mode of "
            "the prior): all samples are the same face, so the seed changes nothing.")
-
-
-def source_name(source: str) -> str:
-    """``ckplus`` -> ``CK+``: a source as the course writes it."""
-    return SOURCE_NAMES.get(str(source), str(source))
 
 
 def face_label(faces: EmotionSet, i: int) -> str:

@@ -80,6 +80,15 @@ class ConfidentIn:
         return logits
 
 
+def test_counts_figure_names_the_sources_as_the_course_writes_them(synthetic_es):
+    from bplf.viz import plot_counts
+
+    fig = plot_counts(three_sources(synthetic_es))
+    rows = {t.get_text() for ax in fig.axes for t in ax.get_yticklabels()} - {""}
+    assert rows == {"CK+", "FER-2013", "JAFFE"}, rows
+    matplotlib.pyplot.close(fig)
+
+
 def test_typical_face_skips_line_drawings_and_dark_faces(synthetic_es):
     faces = three_sources(synthetic_es)
     default = typical_face(faces)
