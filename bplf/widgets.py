@@ -26,6 +26,9 @@ from bplf.viz import ablation_curves, face_grid
 
 #: a label wide enough for every control's description (no "temperat…")
 WIDE = {"description_width": "initial"}
+#: a slider's least width: its label plus a track long enough to set a value (an HBox of
+#: controls squeezed the explorers' sliders to ~30 px)
+SLIDER_WIDTH = 360
 #: the guidance sliders' top (the shipped model's evaluation sweeps up to it)
 GUIDANCE_MAX = 16.0
 #: why the seed is off at temperature 0
@@ -91,6 +94,20 @@ def add_title(fig: plt.Figure, title: str, height: float = 0.3) -> plt.Figure:
     return fig
 
 
+def control_row(controls: tuple[widgets.Widget, ...]) -> widgets.HBox:
+    """The controls side by side, wrapping onto a new line where the row is too narrow: each
+    slider at least ``SLIDER_WIDTH`` px wide, toggle buttons in one row sized to their labels."""
+    for control in controls:
+        if isinstance(control, widgets.FloatSlider | widgets.IntSlider):
+            control.layout.min_width = f"{SLIDER_WIDTH}px"
+        elif isinstance(control, widgets.ToggleButtons):
+            control.style.button_width = "auto"
+            control.layout.width = "auto"
+            control.layout.flex = "0 0 auto"
+    return widgets.HBox(list(controls), layout=widgets.Layout(flex_flow="row wrap",
+                                                              align_items="center"))
+
+
 class _Explorer:
     images: np.ndarray
 
@@ -99,7 +116,7 @@ class _Explorer:
         self.output = widgets.Output()
         for control in controls:
             control.observe(self.update, names="value")
-        self.widget = widgets.VBox([widgets.HBox(list(controls)), *below, self.output])
+        self.widget = widgets.VBox([control_row(controls), *below, self.output])
         self.update()
 
     def render(self) -> np.ndarray:
