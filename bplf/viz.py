@@ -188,9 +188,9 @@ def edit_methods_grid(model, image: np.ndarray, label: int, means,
                       methods: Sequence[str] | None = None,
                       intensities: Sequence[float] = (0.5, 1.0, 1.5), guidance: float = 1.0,
                       title: str = "") -> plt.Figure:
-    """One uint8 face edited toward every emotion by every method, side by side: a row per
-    intensity, a block of seven targets per method (``guidance`` for ``swap``), the input
-    first."""
+    """One uint8 face edited toward every emotion by every method: a block of rows per method
+    (``guidance`` for ``swap``), a row per intensity, the input then the seven targets (eight
+    columns of readable faces, not one row of 22)."""
     import torch
 
     from bplf.editing import edit_expression, methods_for
@@ -199,21 +199,17 @@ def edit_methods_grid(model, image: np.ndarray, label: int, means,
     methods = list(methods or methods_for(model))
     k = len(EMOTIONS)
     x = dequantize(image[None], centre=True).expand(k, -1, -1, -1)
-    cells, titles = [], []
-    for r, intensity in enumerate(intensities):
-        cells.append(image)
-        titles.append("input" if r == 0 else "")
-        for method in methods:
-            g = guidance if method == "swap" else 1.0
+    cells, row_labels = [], []
+    for method in methods:
+        g = guidance if method == "swap" else 1.0
+        name = f"{method} (g={g:g})" if method == "swap" and g != 1 else method
+        for intensity in intensities:
             edited = edit_expression(model, x, int(label), torch.arange(k), intensity, method,
                                      means, g)
-            cells.extend(to_uint8(edited)[:, 0].cpu().numpy())
-            name = f"{method} (g={g:g})" if method == "swap" and g != 1 else method
-            titles.extend(f"{name}\n{e}" if r == 0 else "" for e in EMOTIONS)
-    fig = face_grid(cells, ncols=1 + k * len(methods), titles=titles, scale=0.52,
-                    row_labels=[f"x{a:g}" for a in intensities])
-    for ax in fig.axes:
-        ax.title.set_fontsize(5.5)
+            cells.extend([image, *to_uint8(edited)[:, 0].cpu().numpy()])
+            row_labels.append(f"{name}\nx{intensity:g}")
+    titles = ["input", *EMOTIONS] + [""] * (len(cells) - 1 - k)
+    fig = face_grid(cells, ncols=1 + k, titles=titles, scale=0.8, row_labels=row_labels)
     if title:
         fig.suptitle(title, fontsize=9, y=1.02)
     return fig
