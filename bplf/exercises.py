@@ -48,7 +48,7 @@ class ExerciseError(AssertionError):
 
 def _cell_frames(tb: TracebackType | None) -> list[str]:
     """The frames of ``tb`` that run a notebook cell's code, as 'Cell In[5], line 3, in f' and
-    the line: a traceback without the checker's (or any library's) frames."""
+    the line: a traceback without the checker's (or any package's) frames."""
     from IPython import get_ipython
 
     shell = get_ipython()
