@@ -20,11 +20,15 @@ TORCH ?= $(if $(shell command -v nvidia-smi 2>/dev/null),cuda,cpu)
 TORCH_INDEX_cpu := https://download.pytorch.org/whl/cpu
 TORCH_INDEX_cuda :=
 TORCH_INDEX ?= $(TORCH_INDEX_$(TORCH))
+# pip's options for torch: an unreachable index fails in about a minute instead of retrying for
+# many; offline, a local wheel: TORCH_PIP_ARGS="--no-index --find-links DIR" (README.md).
+TORCH_PIP_ARGS ?= --timeout 20 --retries 2
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -c "import torch" 2>/dev/null || \
-		$(PY) -m pip install "torch>=2.2" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
+		$(PY) -m pip install "torch>=2.2" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) \
+			$(TORCH_PIP_ARGS)
 	$(PY) -m pip install -e ".[test]"
 	touch $(STAMP)
 
@@ -34,8 +38,19 @@ LAB_ARGS ?=
 # unless told --allow-root.
 LAB_UID := $(shell id -u 2>/dev/null)
 
+# Rooted at the checkout, so that notebooks/ (where the file browser opens) and release/ (the
+# student copies) are both reachable; nbgrader_config.py here silences nbgrader's config warning.
+LAB := $(PY) -m jupyterlab --ServerApp.root_dir=. $(if $(filter 0,$(LAB_UID)),--allow-root)
+
 lab: env  ## open the course in JupyterLab (options: LAB_ARGS="...")
-	$(PY) -m jupyterlab notebooks/ $(if $(filter 0,$(LAB_UID)),--allow-root) $(LAB_ARGS)
+	$(LAB) --ContentsManager.preferred_dir=notebooks $(LAB_ARGS)
+
+# The release as a student sees it: nbgrader's menu, Validate button and teacher panels are off
+# (student/README.md); the file browser opens in release/.
+.PHONY: student-lab
+student-lab: student  ## open the student copies in JupyterLab without nbgrader's teacher UI
+	JUPYTER_CONFIG_PATH="$(CURDIR)/student/jupyter" $(LAB) --ContentsManager.preferred_dir=release \
+		$(LAB_ARGS)
 
 lint: env
 	$(PY) -m ruff check bplf tests notebooks
@@ -61,6 +76,15 @@ notebooks: env  ## re-execute notebooks in full mode, keeping outputs (for commi
 .PHONY: student
 student: env  ## write the student notebooks into release/
 	$(PY) -m bplf student --out release
+
+# Grade a folder of submissions (docs/teaching.md): SUBMISSIONS holds STUDENT/ASSIGNMENT/*.ipynb
+# (nbgrader's submitted/), STUDENT/*.ipynb or *.ipynb; grades.csv and feedback/ go to GRADED.
+SUBMISSIONS ?= submitted
+GRADED ?= graded
+GRADE_ARGS ?=
+.PHONY: grade
+grade: env  ## grade SUBMISSIONS (default submitted/) into GRADED (default graded/)
+	$(PY) -m bplf grade "$(SUBMISSIONS)" --out "$(GRADED)" $(GRADE_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -174,6 +175,15 @@ def cmd_student(args: argparse.Namespace) -> None:
           f"{sum(r['points'] for r in rows):g} points")
 
 
+def cmd_grade(args: argparse.Namespace) -> None:
+    from bplf.release import grade
+
+    start = time.perf_counter()
+    rows = grade(args.submissions, args.out, args.workers, args.exercises_only)
+    print(f"graded {len(rows)} submissions in {time.perf_counter() - start:.0f} s: "
+          f"{args.out / 'grades.csv'}, feedback in {args.out / 'feedback'}")
+
+
 def cmd_strip_notebooks(args: argparse.Namespace) -> None:
     if not args.staged and not args.files:
         raise SystemExit("strip-notebooks: give notebooks, or --staged")
@@ -295,6 +305,20 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("notebooks", nargs="*", type=Path, help="instructor notebooks (default: all)")
     p.add_argument("--out", type=Path, default=Path("release"), help="output folder")
     p.set_defaults(func=cmd_student)
+
+    p = sub.add_parser("grade", help="grade a folder of submissions as nbgrader autograde does "
+                       "(quick mode, nbgrader_config.py's timeouts, in parallel): grades.csv and "
+                       "a feedback copy of each")
+    p.add_argument("submissions", type=Path,
+                   help="folder: STUDENT/ASSIGNMENT/*.ipynb (nbgrader's submitted/), "
+                        "STUDENT/*.ipynb or *.ipynb")
+    p.add_argument("--out", type=Path, default=Path("graded"),
+                   help="where grades.csv and feedback/ go (default: graded)")
+    p.add_argument("--workers", type=int, help="gradings at once (default: one per core, "
+                   "as memory allows)")
+    p.add_argument("--exercises-only", action="store_true",
+                   help="run only the set-up cell and the exercises, not the whole lesson")
+    p.set_defaults(func=cmd_grade)
 
     args = parser.parse_args(argv)
     args.func(args)

@@ -13,8 +13,11 @@ run in a second and do not depend on the rest of the notebook.
 from __future__ import annotations
 
 import contextlib
+import linecache
 import math
+import traceback
 from collections.abc import Callable, Iterator
+from types import TracebackType
 from typing import Any, NoReturn
 from unittest import mock
 
@@ -29,7 +32,35 @@ from bplf.likelihood import NUM_BINS, bpd_from_log_prob
 
 
 class ExerciseError(AssertionError):
-    """A check of an exercise failed; the message says what is wrong and hints at the fix."""
+    """A check of an exercise failed; the message says what is wrong and hints at the fix.
+
+    In a notebook it shows as the message and the lines of the student's cells it came from
+    (IPython's ``_render_traceback_``), never the checker's source, which holds the reference
+    answer; nor do the student's feedback copies that grading writes."""
+
+    def _render_traceback_(self) -> list[str]:
+        where = _cell_frames(self.__traceback__)
+        if self.__cause__ is not None:  # the student's code crashed: where, in their cells
+            where += _cell_frames(self.__cause__.__traceback__)
+        return [f"{type(self).__name__}: {self}", *(["in your notebook:"] if where else []),
+                *where]
+
+
+def _cell_frames(tb: TracebackType | None) -> list[str]:
+    """The frames of ``tb`` that run a notebook cell's code, as 'Cell In[5], line 3, in f' and
+    the line: a traceback without the checker's (or any package's) frames."""
+    from IPython import get_ipython
+
+    shell = get_ipython()
+    if shell is None:
+        return []
+    out = []
+    for frame in traceback.extract_tb(tb):
+        label = shell.compile.format_code_name(frame.filename)
+        if label is not None:
+            out.append(f"  {label[0]} {label[1]}, line {frame.lineno}, in {frame.name}")
+            out.append(f"    {linecache.getline(frame.filename, frame.lineno).strip()}")
+    return out
 
 
 def _fail(message: str) -> NoReturn:
@@ -45,6 +76,11 @@ def _grading(what: str) -> Iterator[None]:
         except NotImplementedError:
             raise ExerciseError(f"{what} is not written yet: replace `raise "
                                 "NotImplementedError()` with your code") from None
+        except ExerciseError:
+            raise
+        except Exception as err:  # the answer broke the check: say so, not where in the checker
+            raise ExerciseError(f"the check could not use {what}'s result: "
+                                f"{type(err).__name__}: {err}") from None
 
 
 def _call(fn: Callable, *args, **kwargs) -> Any:

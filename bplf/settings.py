@@ -2,14 +2,20 @@
 
 ``BPLF_QUICK=1`` (set by the test command) shrinks data and training in the notebooks while
 exercising the same code paths. ``BPLF_RAW_DIR`` and ``BPLF_DATA_DIR`` locate the raw
-datasets and the built files.
+datasets and the built files; ``BPLF_RUNS_DIR`` the runs notebooks start (:func:`run_dir`: one
+folder per kernel, so notebook runs, tests and gradings can share a checkout).
 """
 
 from __future__ import annotations
 
+import getpass
 import os
 import platform
+import re
+import shutil
+import socket
 import subprocess
+import tempfile
 from pathlib import Path
 
 import torch
@@ -48,6 +54,51 @@ def raw_dir() -> Path:
 def data_dir() -> Path:
     """Where built files are written (``BPLF_DATA_DIR``, default ``data/processed``)."""
     return Path(os.environ.get("BPLF_DATA_DIR") or REPO_ROOT / "data" / "processed").expanduser()
+
+
+def _writable_dir(path: Path) -> bool:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return False
+    return os.access(path, os.W_OK | os.X_OK)
+
+
+def runs_root() -> Path:
+    """Where runs started from notebooks go: ``BPLF_RUNS_DIR`` when set, else ``runs/`` of the
+    checkout, else (a read-only checkout) ``~/.cache/bplf/runs``, else the temporary folder."""
+    if os.environ.get("BPLF_RUNS_DIR"):
+        return Path(os.environ["BPLF_RUNS_DIR"]).expanduser()
+    for root in (REPO_ROOT / "runs", Path.home() / ".cache" / "bplf" / "runs",
+                 Path(tempfile.gettempdir()) / f"bplf-runs-{_safe(_user())}"):
+        if _writable_dir(root):
+            return root
+    raise OSError(f"no writable folder for runs (tried {REPO_ROOT / 'runs'}, ~/.cache/bplf/runs "
+                  f"and {tempfile.gettempdir()}): set BPLF_RUNS_DIR to one")
+
+
+def _safe(text: str) -> str:
+    return re.sub(r"[^\w.-]", "_", text)
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # a container's uid without a passwd entry
+        return str(os.getuid())
+
+
+def run_dir(name: str) -> Path:
+    """A fresh, empty folder for the run ``name`` that belongs to this process alone:
+    ``runs_root()/name/<user>-<host>-<pid>``. Each kernel (a student's notebook, a test, a
+    grading) gets its own, so any number can run on one checkout at once; running the notebook
+    again in the same kernel starts the run afresh in the same folder."""
+    if not name or Path(name).name != name:
+        raise ValueError(f"run name {name!r}: expected a plain folder name such as '04_train'")
+    path = runs_root() / name / _safe(f"{_user()}-{socket.gethostname()}-{os.getpid()}")
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
+    return path
 
 
 def default_device() -> torch.device:

@@ -9,7 +9,7 @@ import numpy as np
 import seaborn as sns
 
 from bplf.data.dataset import SPLITS, EmotionSet
-from bplf.data.labels import EMOTIONS
+from bplf.data.labels import EMOTIONS, source_name
 
 
 def plot_counts(es: EmotionSet) -> plt.Figure:
@@ -22,6 +22,7 @@ def plot_counts(es: EmotionSet) -> plt.Figure:
         table = (counts[counts["split"] == split]
                  .pivot_table(index="source", columns="emotion", values="count", aggfunc="sum")
                  .reindex(index=sources, columns=list(EMOTIONS)).fillna(0).astype(int))
+        table.index = [source_name(s) for s in table.index]
         sns.heatmap(table, annot=True, fmt="d", cmap="Blues", cbar=False, ax=ax,
                     annot_kws={"fontsize": 8})
         ax.set_title(f"{split} ({int(table.values.sum())} faces)")
@@ -187,11 +188,11 @@ def edit_methods_grid(model, image: np.ndarray, label: int, means,
                       methods: Sequence[str | tuple[str, object]] | None = None,
                       intensities: Sequence[float] = (0.5, 1.0, 1.5), guidance=1.0,
                       title: str = "") -> plt.Figure:
-    """One uint8 face edited toward every emotion by several methods, side by side: a row per
-    intensity, a block of seven targets per method, the input first. ``methods``: names, or
-    (name, guidance) pairs; a bare name of a guided method (``swap``, ``reexpress``) takes
-    ``guidance``. Default: every method the model supports but ``gradient`` (slow, and its
-    edits are invisible: notebook 05)."""
+    """One uint8 face edited toward every emotion by several methods: a block of rows per
+    method, a row per intensity, the input then the seven targets (eight columns of readable
+    faces). ``methods``: names, or (name, guidance) pairs; a bare name of a guided method
+    (``swap``, ``reexpress``) takes ``guidance``. Default: every method the model supports but
+    ``gradient`` (slow, and its edits are invisible: notebook 05)."""
     import torch
 
     from bplf.editing import edit_expression, methods_for
@@ -205,20 +206,16 @@ def edit_methods_grid(model, image: np.ndarray, label: int, means,
         pairs.append((name, Guidance.of(g)))
     k = len(EMOTIONS)
     x = dequantize(image[None], centre=True).expand(k, -1, -1, -1)
-    cells, titles = [], []
-    for r, intensity in enumerate(intensities):
-        cells.append(image)
-        titles.append("input" if r == 0 else "")
-        for method, g in pairs:
+    cells, row_labels = [], []
+    for method, g in pairs:
+        name = f"{method} ({g.label()})" if g.active else method
+        for intensity in intensities:
             edited = edit_expression(model, x, int(label), torch.arange(k), intensity, method,
                                      means, g)
-            cells.extend(to_uint8(edited)[:, 0].cpu().numpy())
-            name = f"{method} ({g.label()})" if g.active else method
-            titles.extend(f"{name}\n{e}" if r == 0 else "" for e in EMOTIONS)
-    fig = face_grid(cells, ncols=1 + k * len(pairs), titles=titles, scale=0.52,
-                    row_labels=[f"x{a:g}" for a in intensities])
-    for ax in fig.axes:
-        ax.title.set_fontsize(5.5)
+            cells.extend([image, *to_uint8(edited)[:, 0].cpu().numpy()])
+            row_labels.append(f"{name}\nx{intensity:g}")
+    titles = ["input", *EMOTIONS] + [""] * (len(cells) - 1 - k)
+    fig = face_grid(cells, ncols=1 + k, titles=titles, scale=0.8, row_labels=row_labels)
     if title:
         fig.suptitle(title, fontsize=9, y=1.02)
     return fig

@@ -18,6 +18,7 @@ from IPython.display import display
 from matplotlib.colors import to_rgb
 
 from bplf.data import EMOTIONS, EmotionSet
+from bplf.data.labels import source_name
 from bplf.editing import MAX_INTENSITY, edit_expression, methods_for
 from bplf.evaluate import FACE_RATE_SHARE
 from bplf.guidance import Guidance
@@ -25,20 +26,16 @@ from bplf.likelihood import dequantize, to_uint8
 from bplf.model import BPLF
 from bplf.viz import ablation_curves, face_grid
 
-#: the sources' names as the course writes them
-SOURCE_NAMES = {"fer2013": "FER-2013", "ckplus": "CK+", "jaffe": "JAFFE"}
 #: a label wide enough for every control's description (no "temperat…")
 WIDE = {"description_width": "initial"}
+#: a slider's least width: its label plus a track long enough to set a value (an HBox of
+#: controls squeezed the explorers' sliders to ~30 px)
+SLIDER_WIDTH = 360
 #: the guidance sliders' top where no evaluation says where faces break
 GUIDANCE_MAX = 8.0
 #: why the seed is off at temperature 0
 T0_NOTE = ("At temperature 0 every sample is the emotion's mean latent decoded (the mode of "
            "the prior): all samples are the same face, so the seed changes nothing.")
-
-
-def source_name(source: str) -> str:
-    """``ckplus`` -> ``CK+``: a source as the course writes it."""
-    return SOURCE_NAMES.get(str(source), str(source))
 
 
 def face_label(faces: EmotionSet, i: int) -> str:
@@ -99,6 +96,20 @@ def add_title(fig: plt.Figure, title: str, height: float = 0.3) -> plt.Figure:
     return fig
 
 
+def control_row(controls: tuple[widgets.Widget, ...]) -> widgets.HBox:
+    """The controls side by side, wrapping onto a new line where the row is too narrow: each
+    slider at least ``SLIDER_WIDTH`` px wide, toggle buttons in one row sized to their labels."""
+    for control in controls:
+        if isinstance(control, widgets.FloatSlider | widgets.IntSlider):
+            control.layout.min_width = f"{SLIDER_WIDTH}px"
+        elif isinstance(control, widgets.ToggleButtons):
+            control.style.button_width = "auto"
+            control.layout.width = "auto"
+            control.layout.flex = "0 0 auto"
+    return widgets.HBox(list(controls), layout=widgets.Layout(flex_flow="row wrap",
+                                                              align_items="center"))
+
+
 class _Explorer:
     images: np.ndarray
 
@@ -107,7 +118,7 @@ class _Explorer:
         self.output = widgets.Output()
         for control in controls:
             control.observe(self.update, names="value")
-        self.widget = widgets.VBox([widgets.HBox(list(controls)), *below, self.output])
+        self.widget = widgets.VBox([control_row(controls), *below, self.output])
         self.update()
 
     def render(self) -> np.ndarray:

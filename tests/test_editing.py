@@ -128,25 +128,30 @@ def test_edit_grid_draws_every_target(small_model, synthetic_es, small_means):
     assert len(fig.axes) == 2 * 8 and fig.axes[1].get_title() == "angry"
 
 
-def test_edit_methods_grid_puts_every_method_side_by_side(guided_model, synthetic_es):
-    """A row per intensity; the input, then seven targets per method (every method but the
-    slow gradient); swap and reexpress guided, or the methods asked for."""
+def test_edit_methods_grid_gives_each_method_its_rows(guided_model, synthetic_es):
+    """A row per method and intensity: the input, then the seven targets (every method but the
+    slow gradient; swap and reexpress guided), or the methods asked for."""
     faces = synthetic_es.select(split="test").subsample(1, seed=0)
     means = latent_means(guided_model, synthetic_es, per_emotion=20)
     fig = edit_methods_grid(guided_model, faces.images[0], int(faces.labels[0]), means,
                             intensities=(0.0, 1.0), guidance=4.0)
-    assert len(fig.axes) == 2 * (1 + 4 * 7)
-    titles = [ax.get_title() for ax in fig.axes[:29]]
-    assert titles[:2] == ["input", "mean\nangry"]
-    assert titles[15] == "reexpress (couplings 4)\nangry"
-    assert titles[22] == "swap (couplings 4)\nangry"
-    drawn = [ax.get_images()[0].get_array() for ax in fig.axes]
+    assert len(fig.axes) == 4 * 2 * (1 + 7)
+    assert [ax.get_title() for ax in fig.axes[:8]] == ["input", *EMOTIONS]
+    rows = [fig.axes[8 * r].get_ylabel() for r in range(8)]
+    assert rows[0] == "mean\nx0" and rows[4] == "reexpress (couplings 4)\nx0"
+    assert rows[6] == "swap (couplings 4)\nx0" and rows[7] == "swap (couplings 4)\nx1"
+    drawn = [np.asarray(ax.get_images()[0].get_array()) for ax in fig.axes]
     # intensity 0 gives the input back under every method; intensity 1 changes it
-    assert all((np.asarray(a) == faces.images[0]).all() for a in drawn[:29])
-    assert not all((np.asarray(a) == faces.images[0]).all() for a in drawn[30:])
+    same = []
+    for r in range(8):
+        row = drawn[8 * r: 8 * r + 8]
+        assert (row[0] == faces.images[0]).all(), "each row starts with the input"
+        same.append(all((a == faces.images[0]).all() for a in row[1:]))
+    assert all(same[0::2]) and not all(same[1::2]), same
     picked = edit_methods_grid(guided_model, faces.images[0], int(faces.labels[0]), means,
                                methods=[("reexpress", Guidance(prior=3))], intensities=(1.0,))
-    assert len(picked.axes) == 8 and picked.axes[1].get_title() == "reexpress (prior 3)\nangry"
+    assert len(picked.axes) == 8
+    assert picked.axes[0].get_ylabel() == "reexpress (prior 3)\nx1"
 
 
 def test_sample_explorer_callbacks(small_model):

@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -42,7 +43,10 @@ def test_lab_as_the_current_user_passes_lab_args(tmp_path):
                     venv=tmp_path / "venv")
     args = lab_line(lines)
     assert args[-5:] == ["--no-browser", "--ip", "0.0.0.0", "--port", "8899"]
-    assert args[args.index("-m") + 1 : args.index("-m") + 3] == ["jupyterlab", "notebooks/"]
+    # rooted at the checkout (notebooks/ and release/ reachable), opening in notebooks/
+    assert args[args.index("-m") + 1 : args.index("-m") + 3] == ["jupyterlab",
+                                                                 "--ServerApp.root_dir=."]
+    assert "--ContentsManager.preferred_dir=notebooks" in args
     # JupyterLab refuses root without --allow-root: the flag follows whoever runs make
     assert ("--allow-root" in args) == (os.geteuid() == 0)
 
@@ -64,3 +68,34 @@ def test_env_default_build_follows_the_gpu(tmp_path):
                       if 'pip install "torch' in ln)
     has_gpu = shutil.which("nvidia-smi") is not None
     assert (CPU_INDEX in torch_line) == (not has_gpu)
+
+
+def test_student_lab_opens_the_release_without_nbgrader(tmp_path):
+    lines = dry_run("student-lab", venv=tmp_path / "venv")
+    line = next(ln for ln in lines if "-m jupyterlab" in ln)
+    assert f'JUPYTER_CONFIG_PATH="{ROOT}/student/jupyter"' in line
+    assert "--ContentsManager.preferred_dir=release" in line
+    assert any("-m bplf student --out release" in ln for ln in lines), "the release is written"
+    env = {**os.environ, "JUPYTER_CONFIG_PATH": str(ROOT / "student" / "jupyter")}
+    labext = subprocess.run([sys.executable, "-m", "jupyter", "labextension", "list"], env=env,
+                            capture_output=True, text=True, timeout=120)
+    (shown,) = [ln for ln in (labext.stdout + labext.stderr).splitlines()
+                if "@jupyter/nbgrader v" in ln]
+    assert "disabled" in shown, shown
+    server = subprocess.run([sys.executable, "-c", (
+        "from jupyter_server.serverapp import ServerApp; app = ServerApp(); "
+        "app.parse_command_line([]); app.load_config_file(); "
+        "print({k: v for k, v in app.jpserver_extensions.items() if 'nbgrader' in k})")],
+        env=env, capture_output=True, text=True, timeout=120, check=True)
+    switched = eval(server.stdout.strip().splitlines()[-1])  # a dict literal
+    assert len(switched) == 4 and not any(switched.values()), switched
+
+
+def test_torch_install_fails_fast_and_can_use_a_local_wheel(tmp_path):
+    lines = dry_run("env", "TORCH=cpu", venv=tmp_path / "venv")
+    torch_line = " ".join(lines[lines.index(next(ln for ln in lines if 'pip install "torch' in ln))
+                                 :][:2])
+    assert "--timeout 20 --retries 2" in torch_line
+    lines = dry_run("env", "TORCH=cpu", "TORCH_PIP_ARGS=--no-index --find-links wheels",
+                    venv=tmp_path / "venv")
+    assert any("--no-index --find-links wheels" in ln for ln in lines)

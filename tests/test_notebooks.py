@@ -6,6 +6,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -76,3 +79,29 @@ def test_readme_lists_every_notebook():
     readme = (ROOT / "README.md").read_text()
     for path in NOTEBOOKS:
         assert f"notebooks/{path.name}" in readme, f"README.md does not link {path.name}"
+
+
+def test_two_runs_of_notebook_04_at_once(tmp_path):
+    """Notebook 04 trains, then resumes and checks its log has every step once: two kernels
+    running it on one checkout at once each train into a folder of their own."""
+    nb = json.loads((ROOT / "notebooks" / "04_train_bplf.ipynb").read_text())
+    code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+    last = next(i for i, c in enumerate(code) if "no gap, no repeat" in "".join(c["source"]))
+    nb["cells"] = code[:last + 1]  # up to the resume check
+    runs = tmp_path / "runs"
+    env = {**os.environ, "BPLF_QUICK": "1", "BPLF_PROGRESS": "0", "OMP_NUM_THREADS": "1",
+           "MKL_NUM_THREADS": "1", "MPLBACKEND": "Agg", "BPLF_RUNS_DIR": str(runs)}
+    procs = []
+    for k in range(2):
+        path = tmp_path / f"copy{k}.ipynb"
+        path.write_text(json.dumps(nb))
+        procs.append(subprocess.Popen(
+            [sys.executable, "-m", "jupyter", "nbconvert", "--to", "notebook", "--execute",
+             "--inplace", "--ExecutePreprocessor.timeout=1200", str(path)],
+            cwd=ROOT / "notebooks", env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            text=True))
+    logs = [p.communicate(timeout=1800)[0] for p in procs]
+    for p, log in zip(procs, logs, strict=True):
+        assert p.returncode == 0, log[-3000:]
+    folders = sorted((runs / "04_train").iterdir())
+    assert len(folders) == 2 and all((f / "checkpoint.pt").is_file() for f in folders)

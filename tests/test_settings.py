@@ -1,7 +1,12 @@
 """Quick mode and data locations are read from the environment in one place."""
 
+import os
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
+import pytest
 import torch
 
 from bplf import settings
@@ -68,3 +73,34 @@ def test_bf16_support_is_read_from_the_cpu_flags(tmp_path, monkeypatch):
     arm.write_text("processor\t: 0\nFeatures\t: fp asimd sve bf16 i8mm\n")
     assert cpu_has_bf16(str(arm))
     assert not cpu_has_bf16(str(tmp_path / "missing"))
+
+
+def test_run_dir_is_fresh_and_belongs_to_one_process(monkeypatch, tmp_path):
+    monkeypatch.setenv("BPLF_RUNS_DIR", str(tmp_path))
+    first = settings.run_dir("04_train")
+    assert first.is_dir() and first.parent == tmp_path / "04_train"
+    (first / "metrics.jsonl").write_text("{}")
+    again = settings.run_dir("04_train")  # the notebook run again in the same kernel
+    assert again == first and not any(again.iterdir())
+    other = subprocess.run([sys.executable, "-c", "from bplf.settings import run_dir; "
+                            "print(run_dir('04_train'))"], capture_output=True, text=True,
+                           check=True, env=os.environ).stdout.strip()
+    assert Path(other).parent == first.parent and Path(other) != first
+    assert sorted(p.name for p in (tmp_path / "04_train").iterdir()) == sorted(
+        {first.name, Path(other).name})
+    for bad in ("", "../x", "a/b"):
+        with pytest.raises(ValueError, match="plain folder name"):
+            settings.run_dir(bad)
+
+
+def test_runs_go_to_home_or_temp_when_the_checkout_is_read_only(monkeypatch, tmp_path):
+    monkeypatch.delenv("BPLF_RUNS_DIR", raising=False)
+    blocked = tmp_path / "file"
+    blocked.write_text("")  # no folder can be made under a file, even by root
+    monkeypatch.setattr(settings, "REPO_ROOT", blocked / "repo")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert settings.runs_root() == tmp_path / "home" / ".cache" / "bplf" / "runs"
+    monkeypatch.setenv("HOME", str(blocked / "home"))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    assert settings.runs_root().parent == tmp_path / "tmp"
+    assert settings.run_dir("x").is_relative_to(tmp_path / "tmp")

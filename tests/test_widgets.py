@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import ipywidgets as widgets
 import matplotlib
 import numpy as np
 import pandas as pd
@@ -87,6 +88,15 @@ class ConfidentIn:
         return logits
 
 
+def test_counts_figure_names_the_sources_as_the_course_writes_them(synthetic_es):
+    from bplf.viz import plot_counts
+
+    fig = plot_counts(three_sources(synthetic_es))
+    rows = {t.get_text() for ax in fig.axes for t in ax.get_yticklabels()} - {""}
+    assert rows == {"CK+", "FER-2013", "JAFFE"}, rows
+    matplotlib.pyplot.close(fig)
+
+
 def test_typical_face_skips_line_drawings_and_dark_faces(synthetic_es):
     faces = three_sources(synthetic_es)
     default = typical_face(faces)
@@ -158,6 +168,27 @@ def test_explorers_guide_samples_and_swap_edits(guided_model, synthetic_es):
     assert edit.applied_guidance == Guidance(prior=3.0)
     with pytest.raises(ValueError, match="method must be one of"):
         EditExplorer(guided_model, faces, means, method="warp")
+
+
+def test_explorer_controls_get_their_width(guided_model, synthetic_es):
+    """Sliders at least as wide as their label (~8 px a character at JupyterLab's 13 px font)
+    plus a 200 px track; method buttons in one row, sized to their labels; the row wraps
+    instead of squeezing."""
+    means = latent_means(guided_model, synthetic_es, per_emotion=5)
+    faces = synthetic_es.select(split="test").subsample(5, seed=0)
+    explorers = [EditExplorer(guided_model, faces, means, method="swap", guidance=2.0),
+                 SampleExplorer(guided_model, n=4, temperature=0.7, guidance=2.0)]
+    for ex in explorers:
+        row = ex.widget.children[0]
+        assert row.layout.flex_flow == "row wrap"
+        sliders = [c for c in row.children
+                   if isinstance(c, widgets.FloatSlider | widgets.IntSlider)]
+        assert len(sliders) >= 2
+        for slider in sliders:
+            width = int(slider.layout.min_width.removesuffix("px"))
+            assert width >= 8 * len(slider.description) + 200, (slider.description, width)
+    buttons = explorers[0].method
+    assert buttons.style.button_width == "auto" and buttons.layout.width == "auto"
 
 
 def test_sample_explorer_title_clears_the_faces(small_model):

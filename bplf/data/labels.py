@@ -33,3 +33,11 @@ JAFFE_CODES: dict[str, str] = {
 EXCLUDED_NAMES: dict[str, str] = {
     "contempt": "contempt has no counterpart in the 7-emotion set (FER-2013 has no contempt)",
 }
+
+#: The sources' names as the course writes them (figure titles, widgets, README).
+SOURCE_NAMES: dict[str, str] = {"fer2013": "FER-2013", "ckplus": "CK+", "jaffe": "JAFFE"}
+
+
+def source_name(source: str) -> str:
+    """``ckplus`` -> ``CK+``: a source as the course writes it (other names unchanged)."""
+    return SOURCE_NAMES.get(str(source), str(source))
