@@ -184,6 +184,20 @@ def cmd_grade(args: argparse.Namespace) -> None:
           f"{args.out / 'grades.csv'}, feedback in {args.out / 'feedback'}")
 
 
+def cmd_render_docs(args: argparse.Namespace) -> None:
+    from bplf import quoted
+
+    if args.check:
+        stale = quoted.stale()
+        if stale:
+            raise SystemExit("quoted figures out of date (python -m bplf render-docs):\n  "
+                             + "\n  ".join(stale))
+        print("every quoted figure matches its result file")
+        return
+    changed = quoted.render()
+    print("rewrote " + (", ".join(map(str, changed)) if changed else "nothing: all up to date"))
+
+
 def cmd_strip_notebooks(args: argparse.Namespace) -> None:
     if not args.staged and not args.files:
         raise SystemExit("strip-notebooks: give notebooks, or --staged")
@@ -294,6 +308,11 @@ def main(argv: list[str] | None = None) -> None:
     p = sub.add_parser("build-data", help="build the emotion set from BPLF_RAW_DIR")
     p.add_argument("--force", action="store_true")
     p.set_defaults(func=cmd_build_data)
+
+    p = sub.add_parser("render-docs", help="rewrite the figures the README and docs quote "
+                       "from the committed result files (bplf.quoted)")
+    p.add_argument("--check", action="store_true", help="only say which are out of date")
+    p.set_defaults(func=cmd_render_docs)
 
     p = sub.add_parser("strip-notebooks",
                        help="strip dataset-face outputs and widget state from notebooks")

@@ -518,7 +518,7 @@ def check_train_step(fn: Callable, lr: float = 1e-2) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# 05: interpolation and an edit by label swap
+# 05: interpolation and an edit by re-expressing the top prior
 # ---------------------------------------------------------------------------------------------
 def check_interpolation(fn: Callable) -> None:
     """``fn(model, x_a, x_b, steps)`` decodes ``steps`` points on the line between the latents
@@ -558,12 +558,12 @@ def check_interpolation(fn: Callable) -> None:
     _ok(f"{steps} faces on the straight line between the two latents")
 
 
-def check_label_swap(fn: Callable) -> None:
+def check_prior_edit(fn: Callable) -> None:
     """``fn(model, x, source, target)`` re-expresses faces of emotion ``source`` as ``target``
     by swapping the class of the top latent's prior (``edit_expression(method="prior")``)."""
     from bplf.editing import edit_expression
 
-    with _grading("your label swap"):
+    with _grading("your edit"):
         model = tiny_model(seed=6)
         with torch.no_grad():
             model.top_prior.class_log_std.normal_(0, 0.3)
@@ -590,10 +590,10 @@ def check_label_swap(fn: Callable) -> None:
             _fail("you shifted the mean only: also rescale by sigma_target / sigma_source, "
                   "z' = mu_t + exp(log_t - log_s) * (z - mu_s)")
         if (got - ref).abs().max() > 1e-4:
-            _fail("the edited faces differ from the label swap: move only the top latent "
+            _fail("the edited faces differ from the re-expressed ones: move only the top latent "
                   "(the last entry of model.encode's list), z' = mu_t + sigma_t / sigma_s * "
                   "(z - mu_s), keep the other latents, and decode")
-    _ok("the label swap re-expresses the faces under the target emotion's prior")
+    _ok("the edit re-expresses the faces under the target emotion's prior")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -694,7 +694,7 @@ CHECKS: dict[str, Callable] = {
     "check_bpd": check_bpd,
     "check_train_step": check_train_step,
     "check_interpolation": check_interpolation,
-    "check_label_swap": check_label_swap,
+    "check_prior_edit": check_prior_edit,
     "check_compare": check_compare,
     "check_verdict": check_verdict,
 }

@@ -100,6 +100,21 @@ GRIDS: dict[str, dict[str, GridConfig]] = {
         "all": GridConfig("bplf", {**_COUPLINGS, "class_head": True},
                           {"class_loss_weight": 0.01, "label_dropout": 0.15}),
     },
+    # a sharper density (issue "Faces a person accepts, part 2"): today's recipe (the shipped
+    # model's configuration), trained on faces with Gaussian noise (TrainConfig.noise_std; its
+    # samples measured raw and after one Tweedie denoising step), with averaged weights
+    # (TrainConfig.ema_decay), and both
+    "noise": {
+        "today": GridConfig("bplf", _COUPLINGS, {"label_dropout": 0.15}),
+        "noise-0.01": GridConfig("bplf", _COUPLINGS, {"label_dropout": 0.15, "noise_std": 0.01}),
+        "noise-0.025": GridConfig("bplf", _COUPLINGS, {"label_dropout": 0.15,
+                                                       "noise_std": 0.025}),
+        "noise-0.05": GridConfig("bplf", _COUPLINGS, {"label_dropout": 0.15, "noise_std": 0.05}),
+        "ema": GridConfig("bplf", _COUPLINGS, {"label_dropout": 0.15, "ema_decay": 0.999}),
+        "noise-0.025-ema": GridConfig("bplf", _COUPLINGS, {"label_dropout": 0.15,
+                                                           "noise_std": 0.025,
+                                                           "ema_decay": 0.999}),
+    },
     # the shipped model's configuration in float32 and under bf16 autocast (TrainConfig.amp):
     # does bf16 cost bpd at equal steps?
     "precision": {

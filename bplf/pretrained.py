@@ -55,11 +55,11 @@ def load_pretrained(path: Path | str | None = None,
     return load_checkpoint(path, device)
 
 
-def read_evaluation(path: Path | str | None = None) -> dict:
-    """The ``evaluation.json`` that ``python -m bplf evaluate`` wrote for a model directory
-    (default: the shipped model); a file that is not a JSON object raises ``CheckpointError``
-    naming it."""
-    return read_json_object(Path(path or PRETRAINED_DIR) / EVALUATION_FILE,
+def read_evaluation(path: Path | str | None = None, name: str = EVALUATION_FILE) -> dict:
+    """The ``evaluation.json`` (or another report ``name``) that ``python -m bplf evaluate``
+    wrote for a model directory (default: the shipped model); a file that is not a JSON object
+    raises ``CheckpointError`` naming it."""
+    return read_json_object(Path(path or PRETRAINED_DIR) / name,
                             "rewrite it with the `python -m bplf evaluate` command in the "
                             "directory's README.md")
 

@@ -267,14 +267,14 @@ def swap(model, x, source, target, scale=True):
         return model.decode([*zs[:-1], mu_t + factor * (zs[-1] - mu_s)])
 
 
-def test_check_label_swap():
-    ex.check_label_swap(swap)
+def test_check_prior_edit():
+    ex.check_prior_edit(swap)
     with pytest.raises(ex.ExerciseError, match="from the target to the source"):
-        ex.check_label_swap(lambda m, x, s, t: swap(m, x, t, s))
+        ex.check_prior_edit(lambda m, x, s, t: swap(m, x, t, s))
     with pytest.raises(ex.ExerciseError, match="shifted the mean only"):
-        ex.check_label_swap(lambda m, x, s, t: swap(m, x, s, t, scale=False))
+        ex.check_prior_edit(lambda m, x, s, t: swap(m, x, s, t, scale=False))
     with pytest.raises(ex.ExerciseError, match="returns the input faces"):
-        ex.check_label_swap(lambda m, x, s, t: x)
+        ex.check_prior_edit(lambda m, x, s, t: x)
 
 
 # -- 06 -----------------------------------------------------------------------------------------

@@ -34,7 +34,7 @@ MISTAKES = {
     "ex05_1_interpolation": ("linspace(0, 1, steps, device=za[0].device)",
                              "linspace(0, 1, steps + 1, device=za[0].device)[:-1]",
                              "start at x_a and end at x_b"),
-    "ex05_2_label_swap": ("torch.exp(log_t - log_s) * ", "", "shifted the mean only"),
+    "ex05_2_prior_edit": ("torch.exp(log_t - log_s) * ", "", "shifted the mean only"),
     "ex06_1_compare": ("va.var() / len(va) + vb.var() / len(vb)", "va.var() + vb.var()",
                        "sqrt(n) times too large"),
     "ex06_2_verdict": ('all(not r["within_noise"] and r["diff"] < 0', 'all(r["diff"] < 0',
