@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from bplf.flows import LabelConfig
 from bplf.metrics.fidelity import CEILING, FLOOR
 from bplf.model import PRESETS, make_model
 from bplf.settings import REPO_ROOT, default_device
@@ -54,7 +55,8 @@ class GridConfig(NamedTuple):
 
 
 #: the label in every coupling, and in every split prior (label-aware flows, notebook 05)
-_COUPLINGS = {"split_conditioning": True, "coupling_conditioning": True}
+_COUPLINGS = {"label": LabelConfig(splits=True, couplings=True)}
+_CLASS_HEAD = {"label": LabelConfig(splits=True, couplings=True, class_head=True)}
 
 #: grid -> config name -> GridConfig. The paper's claims: (a) three layers of 3x3 convolutions
 #: are the best conventional conditioner; (b) PCA speeds up training. The conditioning grid:
@@ -92,13 +94,12 @@ GRIDS: dict[str, dict[str, GridConfig]] = {
     },
     "conditioning": {
         "top-prior": GridConfig("bplf"),
-        "split-priors": GridConfig("bplf", {"split_conditioning": True}),
+        "split-priors": GridConfig("bplf", {"label": LabelConfig(splits=True)}),
         "couplings": GridConfig("bplf", _COUPLINGS),
-        "class-loss": GridConfig("bplf", {**_COUPLINGS, "class_head": True},
-                                 {"class_loss_weight": 0.01}),
+        "class-loss": GridConfig("bplf", _CLASS_HEAD, {"class_loss_weight": 0.01}),
         "label-dropout": GridConfig("bplf", _COUPLINGS, {"label_dropout": 0.15}),
-        "all": GridConfig("bplf", {**_COUPLINGS, "class_head": True},
-                          {"class_loss_weight": 0.01, "label_dropout": 0.15}),
+        "all": GridConfig("bplf", _CLASS_HEAD, {"class_loss_weight": 0.01,
+                                                "label_dropout": 0.15}),
     },
     # a sharper density (issue "Faces a person accepts, part 2"): today's recipe (the shipped
     # model's configuration), trained on faces with Gaussian noise (TrainConfig.noise_std; its

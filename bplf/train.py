@@ -13,7 +13,7 @@ import math
 import os
 import time
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -22,8 +22,9 @@ import torch.distributed as dist
 from torch import nn
 
 from bplf.data import EMOTIONS, load_emotion_set
+from bplf.flows.label import upgrade_config
 from bplf.likelihood import bits_per_dim, bpd_from_log_prob, to_uint8
-from bplf.model import BPLF, DensityModel, ModelConfig, build_model, make_model, warm_start
+from bplf.model import BPLF, DensityModel, ModelConfig, configure, make_model, warm_start
 from bplf.settings import cpu_has_bf16, default_device, set_tf32, setup_cpu
 from bplf.utils import (
     CheckpointError,
@@ -88,7 +89,8 @@ class TrainConfig:
     #: class head in bits per image (Glow's scale: 0.01 there; needs ModelConfig.class_head)
     class_loss_weight: float = 0.0
     #: share of each batch whose label is replaced by the null label (label-conditioned
-    #: couplings: trains the unconditional model guidance extrapolates from)
+    #: couplings: trains the unconditional model guidance extrapolates from); the model built
+    #: for the run records it (``LabelConfig.null_trained``, ``run_model``)
     label_dropout: float = 0.0
     #: a model directory (``config.json`` and weights, e.g. a shipped checkpoint) whose weights
     #: start this run instead of the data-dependent initialisation; new label inputs start at
@@ -143,6 +145,24 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
     return cfg.lr * warm * cool
 
 
+def run_model(train_cfg: TrainConfig, model_overrides: dict | None = None,
+              image_size: int = 48, channels: int = 1,
+              num_classes: int = len(EMOTIONS)) -> DensityModel:
+    """The fresh model a run trains: ``train_cfg.preset`` with ``model_overrides``, its null
+    label marked trained when the run drops labels (``label_dropout`` > 0), its weights drawn
+    from the run's seed (they are part of the run's identity)."""
+    config = configure(train_cfg.preset, image_size=image_size, channels=channels,
+                       num_classes=num_classes, **(model_overrides or {}))
+    if train_cfg.label_dropout > 0:
+        if not config.label.couplings:
+            raise ValueError("label_dropout > 0 needs label-conditioned couplings "
+                             "(label.couplings: a null label): pass the model override "
+                             "label=LabelConfig(couplings=True)")
+        config = replace(config, label=replace(config.label, null_trained=True))
+    torch.manual_seed(train_cfg.seed)
+    return make_model(config)
+
+
 def _distributed() -> tuple[int, int]:
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
@@ -182,10 +202,14 @@ def load_run_config(out: Path | str) -> tuple[ModelConfig, TrainConfig]:
         if section not in payload:
             raise CheckpointError(f"{file}: no {section!r} section, so not a run config.json "
                                   f"written by bplf; {_CONFIG_FIX}")
-    return (config_from_dict(ModelConfig, payload["model"], file, MODEL_FIELDS_REQUIRED,
-                             _CONFIG_FIX, "model"),
-            config_from_dict(TrainConfig, payload["train"], file, TRAIN_FIELDS_REQUIRED,
-                             _CONFIG_FIX, "train"))
+    train = config_from_dict(TrainConfig, payload["train"], file, TRAIN_FIELDS_REQUIRED,
+                             _CONFIG_FIX, "train")
+    # a config written before LabelConfig: flat label fields, the null label trained by its run
+    model = payload["model"]
+    if isinstance(model, dict):
+        model = upgrade_config(model, null_trained=train.label_dropout > 0)
+    return (config_from_dict(ModelConfig, model, file, MODEL_FIELDS_REQUIRED, _CONFIG_FIX,
+                             "model"), train)
 
 
 def _weights_fix(file: Path) -> str:
@@ -311,15 +335,15 @@ class Trainer:
         self.train_y = torch.from_numpy(train.labels).to(self.device)
         self.val_x, self.val_y = val.images, torch.from_numpy(val.labels)
 
-        torch.manual_seed(self.cfg.seed)  # the initial weights are part of the run's identity
-        self.model = build_model(self.cfg.preset, image_size=48, channels=1,
-                                 num_classes=self.num_classes, **(model_overrides or {}))
-        if self.cfg.class_loss_weight > 0 and not getattr(self.model.config, "class_head", 0):
+        self.model = run_model(self.cfg, model_overrides)
+        label = self.model.config.label
+        if self.cfg.class_loss_weight > 0 and not label.class_head:
             raise ValueError("class_loss_weight > 0 needs a model with a class head: pass the "
-                             "model override class_head=True")
-        if self.cfg.label_dropout > 0 and getattr(self.model, "null_label", None) is None:
-            raise ValueError("label_dropout > 0 needs label-conditioned couplings (a null "
-                             "label): pass the model override coupling_conditioning=True")
+                             "model override label=LabelConfig(class_head=True)")
+        if label.null_trained != (self.cfg.label_dropout > 0):
+            raise ValueError(f"the model's label.null_trained ({label.null_trained}) must say "
+                             f"whether this run trains its null label (label_dropout "
+                             f"{self.cfg.label_dropout}): build it with run_model")
         self.model.to(self.device)
         self.model.noise_std = self.cfg.noise_std
         #: the averaged weights (``ema_decay``): a copy of the model, updated after every step

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from bplf.data import load_emotion_set
-from bplf.editing import edit_expression, latent_means, methods_for
+from bplf.editing import edit_expression, latent_means
 from bplf.evaluate import bpd_report, round_trip_report
 from bplf.guidance import Guidance
 from bplf.likelihood import dequantize, to_uint8
@@ -35,7 +35,8 @@ def test_load_pretrained_rebuilds_the_bplf_preset(faces):
     assert (cfg.image_size, cfg.channels, cfg.num_classes) == (48, 1, 7)
     assert cfg.conditioner == "both" and not model.training
     # the label-conditioned model the conditioning experiment chose, with a null label to guide
-    assert cfg.split_conditioning and cfg.coupling_conditioning and model.null_label == 7
+    assert cfg.label.splits and cfg.label.couplings and model.null_label == 7
+    assert model.guidable  # trained with label dropout: its config.json says so in 'train'
     x = faces(16, 48, 1)
     y = torch.arange(16) % 7
     with torch.no_grad():
@@ -54,7 +55,8 @@ def test_previous_model_is_kept_and_reproducible_from_its_config():
                  "evaluation.json"):
         assert (PREVIOUS_DIR / name).exists(), name
     previous = load_pretrained(PREVIOUS_DIR)
-    assert not previous.config.coupling_conditioning  # the label in the top prior only
+    assert not previous.config.label.couplings  # the label in the top prior only
+    assert not previous.guidable and "swap" not in previous.edit_methods
     model_cfg, train_cfg = load_run_config(PREVIOUS_DIR)
     written = json.loads((PREVIOUS_DIR / "train_config.json").read_text())["train"]
     assert all(getattr(train_cfg, k) == v for k, v in written.items()), written
@@ -189,7 +191,7 @@ def test_every_real_test_face_round_trips_and_edits_back_exactly():
         x = dequantize(test.images[i : i + 512], centre=True)
         source = torch.as_tensor(test.labels[i : i + 512])
         target = (source + 1 + i % 6) % 7
-        for method in methods_for(model):
+        for method in model.edit_methods:
             same = edit_expression(model, x, source, target, 0.0, method, means)
             assert torch.equal(to_uint8(same), to_uint8(x)), (method, i)
             if i == 0:  # full edits of the first 512 faces

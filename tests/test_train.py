@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from bplf.data import build_emotion_set, load_emotion_set
+from bplf.flows import LabelConfig
 from bplf.train import TrainConfig, Trainer, load_checkpoint, lr_at, read_metrics
 
 #: A model small enough to train a few steps in seconds on one CPU thread.
@@ -125,12 +126,12 @@ def test_warm_start_from_a_top_prior_model_is_exact_then_learns_the_label(es, tm
 
     source = Trainer(TrainConfig(steps=4, **QUICK), tmp_path / "v1", TINY, "cpu", es)
     source.fit()
-    conditioned = {**TINY, "split_conditioning": True, "coupling_conditioning": True}
+    conditioned = {**TINY, "label": LabelConfig(splits=True, couplings=True)}
     cfg = TrainConfig(steps=12, label_dropout=0.2, init_from=str(tmp_path / "v1"),
                       **{**QUICK, "lr": 3e-3})
     trainer = Trainer(cfg, tmp_path / "v2", conditioned, "cpu", es)
     partial = trainer.warm_start()
-    assert "label_embedding.weight" in partial
+    assert "label.embedding.weight" in partial
     assert any(n.endswith("conv_branch.0.weight") for n in partial)
     src, new = load_checkpoint(tmp_path / "v1", weights="checkpoint.pt"), trainer.model.eval()
     x = torch.rand(6, 1, 48, 48) - 0.5
@@ -280,7 +281,7 @@ def test_cli_evaluates_guided_samples_and_swap_edits(data_env, tmp_path):
     """A run trained with label dropout is sampled and swap-edited at every guidance scale
     asked for, each row labelled with its scale; a run without a null label refuses guidance."""
     guided, plain = tmp_path / "guided", tmp_path / "plain"
-    conditioned = {**TINY, "split_conditioning": True, "coupling_conditioning": True}
+    conditioned = {**TINY, "label": {"splits": True, "couplings": True}}
     for out, extra in ((guided, {"label_dropout": 0.15}), (plain, {})):
         config = {"train": {**QUICK, "steps": 3, **extra}, "model": conditioned}
         subprocess.run([sys.executable, "-m", "bplf", "train", "--config", json.dumps(config),
