@@ -63,7 +63,7 @@ def evaluate_run(run: Path | str, es: EmotionSet, cfg: FidelityConfig | None = N
     from bplf.likelihood import dequantize
     from bplf.metrics import load_classifier
     from bplf.metrics.fidelity import _compare, _scores, edit_accuracy, identity_report
-    from bplf.train import load_checkpoint
+    from bplf.runs import load_checkpoint
 
     cfg = cfg or FidelityConfig()
     model = load_checkpoint(run, "cpu").eval()

@@ -227,7 +227,7 @@ def _edit_rows(path: Path | str, device, classifier, faces: dict, sweep: Sweep,
     from bplf.editing import latent_means
     from bplf.metrics import load_classifier
     from bplf.metrics.fidelity import edit_sweep
-    from bplf.train import load_checkpoint
+    from bplf.runs import load_checkpoint
 
     if threads:
         torch.set_num_threads(threads)
@@ -260,7 +260,7 @@ def evaluate_checkpoint(path: Path | str, split: str = "test", limit: int | None
     ``guidance``) or "person" (``person_sweep``). Guidance needs a run trained with label
     dropout (its null label is what guidance extrapolates from). ``workers`` = 2 measures the
     edits in a second process, one thread each."""
-    from bplf.train import load_checkpoint
+    from bplf.runs import load_checkpoint
 
     model = load_checkpoint(path, device)
     guidable = model.guidable

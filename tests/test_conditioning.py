@@ -30,7 +30,8 @@ from bplf.model import (
     make_model,
     register_implementation,
 )
-from bplf.train import TrainConfig, training_loss
+from bplf.runs import TrainConfig
+from bplf.train import training_loss
 
 TINY = dict(image_size=8, levels=2, steps_per_level=2, hidden_channels=8)
 #: where the label enters, beyond the top prior
@@ -243,22 +244,25 @@ def test_configs_default_to_today_and_load_without_the_new_fields():
 
 
 def test_trainer_label_dropout_and_class_loss(synthetic_es, tmp_path):
-    from bplf.train import Trainer
+    from bplf.train import Trainer, run_model
 
     quick = dict(batch_size=8, init_size=32, val_size=16, eval_interval=2, log_interval=1,
                  sample_interval=1000, checkpoint_interval=1000, warmup_steps=1,
                  train_limit=100, steps=2)
     tiny = {"levels": 2, "steps_per_level": 1, "hidden_channels": 8, "pca": "none"}
+    dropout, class_loss = TrainConfig(label_dropout=0.5, **quick), TrainConfig(
+        class_loss_weight=0.01, **quick)
     with pytest.raises(ValueError, match="label.couplings"):
-        Trainer(TrainConfig(label_dropout=0.5, **quick), tmp_path / "a", tiny, "cpu",
-                synthetic_es)
+        run_model(dropout, tiny, 48)
     with pytest.raises(ValueError, match="class_head"):
-        Trainer(TrainConfig(class_loss_weight=0.01, **quick), tmp_path / "b", tiny, "cpu",
-                synthetic_es)
-    trainer = Trainer(TrainConfig(label_dropout=0.5, class_loss_weight=0.01, **quick),
-                      tmp_path / "c", {**tiny, "label": LabelConfig(couplings=True,
-                                                                    class_head=True)},
-                      "cpu", synthetic_es)
+        Trainer(run_model(class_loss, tiny, 48), class_loss, tmp_path / "b", "cpu", synthetic_es)
+    # a model whose label config does not say what the run trains is refused
+    with pytest.raises(ValueError, match="null_trained"):
+        Trainer(run_model(TrainConfig(**quick), {**tiny, "label": LabelConfig(couplings=True)},
+                          48), dropout, tmp_path / "a", "cpu", synthetic_es)
+    cfg = TrainConfig(label_dropout=0.5, class_loss_weight=0.01, **quick)
+    coupled = {**tiny, "label": LabelConfig(couplings=True, class_head=True)}
+    trainer = Trainer(run_model(cfg, coupled, 48), cfg, tmp_path / "c", "cpu", synthetic_es)
     assert trainer.model.guidable  # the run trains the null label, and the model says so
     trainer.initialize()
     trainer._global_batch(64)

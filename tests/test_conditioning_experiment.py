@@ -20,7 +20,7 @@ from bplf.conditioning import (
 )
 from bplf.experiments import GRIDS, run_grid
 from bplf.flows import LabelConfig
-from bplf.train import load_run_config
+from bplf.runs import load_run_config
 
 SMALL = FidelityConfig(per_emotion=6, edit_faces=14, mean_faces=4, temperatures=(0.7, 1.0),
                        guidance=(1.0, 3.0))

@@ -18,7 +18,7 @@ from bplf.flows.label import (
 )
 from bplf.model import ModelConfig, build_model
 from bplf.pretrained import PRETRAINED_DIR, PREVIOUS_DIR
-from bplf.train import load_run_config
+from bplf.runs import load_run_config
 
 TINY = dict(image_size=8, levels=2, steps_per_level=1, hidden_channels=8)
 FLAT = {"split_conditioning": True, "coupling_conditioning": True, "label_embedding_dim": 5,

@@ -49,7 +49,7 @@ def test_load_pretrained_rebuilds_the_bplf_preset(faces):
 
 def test_previous_model_is_kept_and_reproducible_from_its_config():
     from bplf.pretrained import PREVIOUS_DIR
-    from bplf.train import load_run_config
+    from bplf.runs import load_run_config
 
     for name in ("config.json", "train_config.json", EXPORT_FILE, "README.md",
                  "evaluation.json"):
