@@ -32,7 +32,8 @@ def _json_arg(text: str) -> dict:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    from bplf.train import TrainConfig, train
+    from bplf.runs import TrainConfig
+    from bplf.train import train
 
     options = dict(args.config.get("train", {})) if args.config else {}
     model_overrides = dict(args.config.get("model", {})) if args.config else {}
@@ -53,7 +54,7 @@ def cmd_sample(args: argparse.Namespace) -> None:
 
     from bplf.data import EMOTIONS
     from bplf.likelihood import to_uint8
-    from bplf.train import load_checkpoint
+    from bplf.runs import load_checkpoint
 
     model = load_checkpoint(args.checkpoint, args.device)
     torch.manual_seed(args.seed)

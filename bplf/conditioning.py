@@ -58,17 +58,16 @@ class FidelityConfig:
 def evaluate_run(run: Path | str, es: EmotionSet, cfg: FidelityConfig | None = None,
                  classifier: Path | str | None = None) -> list[dict]:
     """The rows of one run (without its grid, config and seed), on ``es``'s test split."""
-    from bplf.editing import latent_means, methods_for, sample_faces
+    from bplf.editing import latent_means, sample_faces
     from bplf.evaluate import bpd_report
     from bplf.likelihood import dequantize
     from bplf.metrics import load_classifier
     from bplf.metrics.fidelity import _compare, _scores, edit_accuracy, identity_report
-    from bplf.train import load_checkpoint, load_run_config
+    from bplf.runs import load_checkpoint
 
     cfg = cfg or FidelityConfig()
     model = load_checkpoint(run, "cpu").eval()
-    guided = load_run_config(run)[1].label_dropout > 0  # a trained null label to guide from
-    scales = cfg.guidance if guided else (1.0,)
+    scales = cfg.guidance if model.guidable else (1.0,)
     judge = load_classifier(classifier, "cpu")
     test = es.select(split="test")
     train_labels = es.select(split="train").labels
@@ -102,7 +101,7 @@ def evaluate_run(run: Path | str, es: EmotionSet, cfg: FidelityConfig | None = N
 
     faces = test.subsample(cfg.edit_faces, seed=0)
     means = latent_means(model, es, per_emotion=cfg.mean_faces)
-    for method in methods_for(model):
+    for method in model.edit_methods:
         for g in scales if method == "swap" else (1.0,):
             hits = edit_accuracy(model, judge, faces.images, faces.labels, means, (1.0,), method,
                                  g)[1.0]

@@ -1,8 +1,8 @@
 """Class-conditional sampling, expression editing and interpolation in a flow's latent space.
 
-A face is encoded, changed and decoded exactly. The methods (``methods_for`` says which a model
-supports), each moving emotion ``source`` toward ``target`` by ``intensity`` (0 gives the input
-back exactly; 1 is a full move; above 1 exaggerates, up to ``MAX_INTENSITY``):
+A face is encoded, changed and decoded exactly. The methods (``model.edit_methods`` says which
+a model supports), each moving emotion ``source`` toward ``target`` by ``intensity`` (0 gives
+the input back exactly; 1 is a full move; above 1 exaggerates, up to ``MAX_INTENSITY``):
 
 * ``"mean"``: add ``intensity * (m_target - m_source)`` to every latent, where ``m_k`` is the
   mean latent of emotion k's training faces (all scales, so fine detail moves too);
@@ -37,21 +37,11 @@ from bplf.guidance import Guidance
 from bplf.likelihood import dequantize, to_uint8
 from bplf.model import BPLF
 
-METHODS = ("mean", "prior", "reexpress", "swap", "gradient")
 #: the largest intensity an edit accepts (``mean`` and ``prior`` change little below 2)
 MAX_INTENSITY = 3.0
 #: the ``gradient`` method: at most this many Adam steps of this size on the latents, with this
 #: weight on the squared distance to the encoded latents (per latent entry)
 GRADIENT_STEPS, GRADIENT_LR, GRADIENT_PROXIMITY = 8, 0.03, 1e-3
-
-
-def methods_for(model) -> tuple[str, ...]:
-    """The editing methods ``model`` supports (``swap`` needs label-conditioned couplings; a
-    model without the flow's priors, the peers, none)."""
-    if not isinstance(model, BPLF):
-        return ()
-    conditioned = model.map_depends_on_label
-    return tuple(m for m in METHODS if conditioned or m != "swap")
 
 
 @torch.no_grad()
@@ -99,8 +89,8 @@ def edit_latents(model: BPLF, zs: list[Tensor], source, target, intensity: float
 def _check_edit(model: BPLF, intensity: float, method: str, guidance: Guidance) -> None:
     if not 0 <= intensity <= MAX_INTENSITY:
         raise ValueError(f"intensity must lie in [0, {MAX_INTENSITY:g}], got {intensity}")
-    if method not in methods_for(model):
-        raise ValueError(f"method must be one of {methods_for(model)} for this model, "
+    if method not in model.edit_methods:
+        raise ValueError(f"method must be one of {model.edit_methods} for this model, "
                          f"not {method!r}")
     if guidance.active and method not in ("swap", "reexpress"):
         raise ValueError("guidance applies to method='swap' and 'reexpress' only")
@@ -214,7 +204,7 @@ def edit_expression(model: BPLF, x: Tensor, source, target, intensity: float = 1
                     guidance: Guidance | float = 1.0, denoise: bool = False) -> Tensor:
     """Faces ``x`` (model space) of emotion ``source`` re-expressed as ``target``;
     ``intensity`` in [0, ``MAX_INTENSITY``]: 0 returns ``x``, 1 a full move, above 1
-    exaggerates. ``method``: one of ``methods_for(model)``; ``guidance`` (a
+    exaggerates. ``method``: one of ``model.edit_methods``; ``guidance`` (a
     ``bplf.guidance.Guidance``, or a number: the coupling rule) for ``swap`` and
     ``reexpress``; ``denoise`` as in ``decode_edit``."""
     start = encode_for_edit(model, x, source, method, guidance)

@@ -14,7 +14,6 @@ import numpy as np
 import torch
 
 from bplf.data import EMOTIONS, load_emotion_set
-from bplf.editing import methods_for
 from bplf.guidance import Guidance
 from bplf.likelihood import bpd_from_log_prob, dequantize, to_uint8
 from bplf.metrics import load_classifier
@@ -79,13 +78,13 @@ def round_trip_report(model: DensityModel, images: np.ndarray,
     """
     device = torch.device(device) if device else next(model.parameters()).device
     model.eval()
-    if getattr(model, "map_depends_on_label", False) and labels is None:
+    if model.map_depends_on_label and labels is None:
         raise ValueError("this model's map depends on the emotion: pass the faces' labels")
     errors, identical = [], []
     for i in progress(range(0, len(images), batch_size), desc="round trips"):
         x = dequantize(images[i : i + batch_size], centre=True).to(device)
         y = (torch.as_tensor(labels[i : i + batch_size], device=device)
-             if getattr(model, "map_depends_on_label", False) else None)
+             if model.map_depends_on_label else None)
         back = model.decode(model.encode(x, y), y)
         err = (back - x).abs().flatten(1).amax(1)
         err[~torch.isfinite(back).flatten(1).all(1)] = math.inf
@@ -228,7 +227,7 @@ def _edit_rows(path: Path | str, device, classifier, faces: dict, sweep: Sweep,
     from bplf.editing import latent_means
     from bplf.metrics import load_classifier
     from bplf.metrics.fidelity import edit_sweep
-    from bplf.train import load_checkpoint
+    from bplf.runs import load_checkpoint
 
     if threads:
         torch.set_num_threads(threads)
@@ -261,10 +260,10 @@ def evaluate_checkpoint(path: Path | str, split: str = "test", limit: int | None
     ``guidance``) or "person" (``person_sweep``). Guidance needs a run trained with label
     dropout (its null label is what guidance extrapolates from). ``workers`` = 2 measures the
     edits in a second process, one thread each."""
-    from bplf.train import load_checkpoint, load_run_config
+    from bplf.runs import load_checkpoint
 
     model = load_checkpoint(path, device)
-    guidable = load_run_config(path)[1].label_dropout > 0
+    guidable = model.guidable
     guidance = tuple(guidance)
     if any(g != 1.0 for g in guidance) and not guidable:
         raise ValueError(f"{path}: trained without label dropout, so it has no null label to "
@@ -293,7 +292,7 @@ def evaluate_checkpoint(path: Path | str, split: str = "test", limit: int | None
     report["round_trip_max_abs_error"] = report["round_trip"]["max_abs_error"]
     if n_per_emotion <= 0:
         return report
-    methods = methods_for(model) if edit_faces > 0 else ()
+    methods = model.edit_methods if edit_faces > 0 else ()
     if sweep == "person":
         plan = person_sweep(methods)
         if not guidable:

@@ -26,17 +26,13 @@ import numpy as np
 import pandas as pd
 import torch
 
+from bplf.data import EmotionSet, load_emotion_set
+from bplf.flows import LabelConfig
 from bplf.metrics.fidelity import CEILING, FLOOR
 from bplf.model import PRESETS, make_model
+from bplf.runs import CHECKPOINT_FILE, METRICS_FILE, TrainConfig, load_run_config, read_metrics
 from bplf.settings import REPO_ROOT, default_device
-from bplf.train import (
-    CHECKPOINT_FILE,
-    METRICS_FILE,
-    TrainConfig,
-    Trainer,
-    load_run_config,
-    read_metrics,
-)
+from bplf.train import Trainer, run_model
 from bplf.utils import atomic_write, progress
 
 RESULTS_DIR = REPO_ROOT / "results" / "ablations"
@@ -54,7 +50,8 @@ class GridConfig(NamedTuple):
 
 
 #: the label in every coupling, and in every split prior (label-aware flows, notebook 05)
-_COUPLINGS = {"split_conditioning": True, "coupling_conditioning": True}
+_COUPLINGS = {"label": LabelConfig(splits=True, couplings=True)}
+_CLASS_HEAD = {"label": LabelConfig(splits=True, couplings=True, class_head=True)}
 
 #: grid -> config name -> GridConfig. The paper's claims: (a) three layers of 3x3 convolutions
 #: are the best conventional conditioner; (b) PCA speeds up training. The conditioning grid:
@@ -92,13 +89,12 @@ GRIDS: dict[str, dict[str, GridConfig]] = {
     },
     "conditioning": {
         "top-prior": GridConfig("bplf"),
-        "split-priors": GridConfig("bplf", {"split_conditioning": True}),
+        "split-priors": GridConfig("bplf", {"label": LabelConfig(splits=True)}),
         "couplings": GridConfig("bplf", _COUPLINGS),
-        "class-loss": GridConfig("bplf", {**_COUPLINGS, "class_head": True},
-                                 {"class_loss_weight": 0.01}),
+        "class-loss": GridConfig("bplf", _CLASS_HEAD, {"class_loss_weight": 0.01}),
         "label-dropout": GridConfig("bplf", _COUPLINGS, {"label_dropout": 0.15}),
-        "all": GridConfig("bplf", {**_COUPLINGS, "class_head": True},
-                          {"class_loss_weight": 0.01, "label_dropout": 0.15}),
+        "all": GridConfig("bplf", _CLASS_HEAD, {"class_loss_weight": 0.01,
+                                                "label_dropout": 0.15}),
     },
     # a sharper density (issue "Faces a person accepts, part 2"): today's recipe (the shipped
     # model's configuration), trained on faces with Gaussian noise (TrainConfig.noise_std; its
@@ -277,7 +273,7 @@ def run_grid(grid: str, budget: Budget | str = "cpu", seeds: tuple[int, ...] = (
     device = torch.device(device) if device else default_device()
     for name, seed, cfg, model, out in runs:
         if not finished(out, cfg.steps):  # else another grid or a worker trained it
-            Trainer(cfg, out, model, device, emotion_set).fit(resume=True)
+            _train(cfg, out, model, device, emotion_set)
         params = make_model(load_run_config(out)[0]).num_parameters()
         rows = [{"grid": grid, "config": name, "seed": seed, "step": r["step"],
                  "wall": r["wall"], "train_bpd": r["train_bpd"], "val_bpd": r["val_bpd"],
@@ -291,10 +287,17 @@ def run_grid(grid: str, budget: Budget | str = "cpu", seeds: tuple[int, ...] = (
     return read_results(grid, results_dir=results_dir)
 
 
+def _train(cfg: TrainConfig, out: Path, model: dict, device: torch.device | str,
+           emotion_set: EmotionSet | None = None) -> None:
+    """Train (or resume) one run of a grid: the preset of ``cfg`` with ``model`` overrides."""
+    es = emotion_set if emotion_set is not None else load_emotion_set()
+    Trainer(run_model(cfg, model, es.images.shape[-1]), cfg, out, device, es).fit(resume=True)
+
+
 def _train_one(cfg: TrainConfig, out: Path, model: dict, device: str, emotion_set=None) -> None:
     """A run in a worker process, on one CPU thread (the device does the work)."""
     torch.set_num_threads(1)
-    Trainer(cfg, out, model, device, emotion_set).fit(resume=True)
+    _train(cfg, out, model, device, emotion_set)
 
 
 def run_grids(grids: list[str], budget: Budget | str = "gpu", seeds: tuple[int, ...] = (0, 1, 2),

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import torch
 from torch import Tensor, nn
@@ -32,12 +32,15 @@ from bplf.flows import (
     Squeeze,
     gaussian_sample,
 )
+from bplf.flows.label import Label, LabelConfig, upgrade_config, upgrade_state
 from bplf.guidance import NONE, Guidance, gaussian_guidance
 from bplf.utils import check_fields
 
 CONDITIONERS = ("both", "conv", "linear")
 PCA_SCOPES = ("none", "patch", "zca", "global")
 PERMUTATIONS = ("invconv", "reverse")
+#: the editing methods of ``bplf.editing`` (``BPLF.edit_methods``: those a model supports)
+EDIT_METHODS = ("mean", "prior", "reexpress", "swap", "gradient")
 #: implementation name -> the module that registers it (``register_implementation``) when
 #: imported; the core imports none of them, so an optional peer can import the core
 IMPLEMENTATION_PROVIDERS = {"bplf": "bplf.model", "normflows": "bplf.peers"}
@@ -87,16 +90,10 @@ class ModelConfig:
     #: floor of every coupling's scale, so each step stays invertible in float32 (notebook 03);
     #: a config saved before the floor existed means 0 (see ``LEGACY_DEFAULTS``)
     coupling_min_scale: float = MIN_SCALE
-    # -- where the label enters (the top prior always; these add to it, all off by default) ---
-    #: every split prior: a learned class offset of its mean and log-std per latent entry
-    split_conditioning: bool = False
-    #: every coupling's conditioner: a learned label embedding (``label_embedding_dim``, with a
-    #: null row for label dropout and guidance) tiled to H x W and concatenated to its input
-    coupling_conditioning: bool = False
-    label_embedding_dim: int = 8
-    #: a linear head predicting the emotion from the mean-pooled top latent (Glow's hybrid
-    #: objective, weighted by ``TrainConfig.class_loss_weight``)
-    class_head: bool = False
+    #: where the emotion label enters beyond the top prior, and whether its null label was
+    #: trained (``bplf.flows.label``); configs saved before it hold flat fields, translated on
+    #: reading (``from_dict``)
+    label: LabelConfig = field(default_factory=LabelConfig)
 
     def __post_init__(self) -> None:
         def choice(name: str, options: tuple[str, ...]) -> None:
@@ -109,7 +106,7 @@ class ModelConfig:
         choice("permutation", PERMUTATIONS)
         choice("implementation", tuple(IMPLEMENTATION_PROVIDERS))
         for name in ("image_size", "channels", "levels", "steps_per_level", "hidden_channels",
-                     "coupling_depth", "kernel_size", "label_embedding_dim"):
+                     "coupling_depth", "kernel_size"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ValueError(f"ModelConfig.{name} must be a positive int, "
                                  f"not {getattr(self, name)!r}")
@@ -120,9 +117,9 @@ class ModelConfig:
                              f"{self.coupling_min_scale!r}")
         if self.num_classes < 0:
             raise ValueError(f"ModelConfig.num_classes must be >= 0, not {self.num_classes}")
-        for name in ("split_conditioning", "coupling_conditioning", "class_head"):
-            if getattr(self, name) and self.num_classes < 1:
-                raise ValueError(f"ModelConfig.{name} needs labels: num_classes must be >= 1")
+        if not isinstance(self.label, LabelConfig):
+            raise ValueError(f"ModelConfig.label must be a LabelConfig, not {self.label!r}")
+        self.label.check_classes(self.num_classes)
         if self.image_size % 2**self.levels:
             raise ValueError(f"image_size {self.image_size} must be divisible by 2**levels = "
                              f"{2**self.levels} (each level squeezes by 2)")
@@ -131,10 +128,13 @@ class ModelConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> ModelConfig:
-        """The config a saved dict describes; fields it lacks take ``LEGACY_DEFAULTS`` first."""
+    def from_dict(cls, d: dict, null_trained: bool | None = None) -> ModelConfig:
+        """The config a saved dict describes; fields it lacks take ``LEGACY_DEFAULTS`` first, and
+        the flat label fields of older configs move into ``label`` (``null_trained``: what an
+        older config's run meant, ``flows.label.upgrade_config``)."""
+        d = upgrade_config(d, null_trained)
         check_fields(cls, d)
-        return cls(**{**LEGACY_DEFAULTS, **d})
+        return cls(**{**LEGACY_DEFAULTS, **d, "label": LabelConfig.from_dict(d["label"])})
 
 
 #: Named configurations of the same code, for the ablations and baselines.
@@ -161,7 +161,7 @@ class FlowStep(FlowModule):
             channels, cfg.hidden_channels, depth=cfg.coupling_depth, kernel_size=cfg.kernel_size,
             hidden_kernel_size=cfg.hidden_kernel_size, branches=cfg.conditioner,
             min_scale=cfg.coupling_min_scale,
-            cond_channels=cfg.label_embedding_dim if cfg.coupling_conditioning else 0)
+            cond_channels=cfg.label.embedding_dim if cfg.label.couplings else 0)
 
     def forward(self, x: Tensor, cond: Tensor | None = None) -> tuple[Tensor, Tensor]:
         x, ld1 = self.actnorm(x)
@@ -184,7 +184,7 @@ class Level(nn.Module):
         self.pca = (PCALayer(channels, size // 2, "patch", trainable=cfg.pca_trainable)
                     if patch_pca else None)
         self.steps = FlowSequence(*[FlowStep(channels, cfg) for _ in range(cfg.steps_per_level)])
-        self.split = (Split(channels, cfg.num_classes if cfg.split_conditioning else 0,
+        self.split = (Split(channels, cfg.num_classes if cfg.label.splits else 0,
                             size // 2) if split else None)
         self.out_channels = self.split.kept_channels if split else channels
 
@@ -222,6 +222,23 @@ class DensityModel(nn.Module):
         """D = C * H * W, the number of dimensions of an image."""
         return self.config.channels * self.config.image_size**2
 
+    @property
+    def map_depends_on_label(self) -> bool:
+        """Whether the invertible map itself depends on ``y``: then ``encode``, ``decode`` and
+        the round trip need the faces' labels (label-conditioned couplings)."""
+        return False
+
+    @property
+    def guidable(self) -> bool:
+        """Whether the model can be guided (``bplf.guidance``): it has a trained null label."""
+        return False
+
+    @property
+    def edit_methods(self) -> tuple[str, ...]:
+        """The editing methods of ``bplf.editing`` the model supports (none without the flow's
+        priors: the peers)."""
+        return ()
+
 
 class BPLF(DensityModel):
     """Multi-scale bi-parallel linear flow with a class-conditional prior.
@@ -230,10 +247,11 @@ class BPLF(DensityModel):
     half of that level, shape (N, C_l, H/2^(l+1), W/2^(l+1)), then the top latent last. Every
     factored-out half is kept, so ``decode(encode(x, y), y) == x`` up to float rounding.
 
-    Where the label ``y`` enters (``ModelConfig``): the top prior always; every split prior with
-    ``split_conditioning``; every coupling with ``coupling_conditioning``, and then the map
-    itself depends on ``y``: ``encode``, ``decode`` and ``log_prob`` need it (``y=None`` is
-    refused; ``null_label`` is the learned "no emotion" label of label dropout). ``guidance``
+    Where the label ``y`` enters (``ModelConfig.label``, owned by ``self.label``, a
+    ``flows.label.Label``): the top prior always; every split prior with ``label.splits``; every
+    coupling with ``label.couplings``, and then the map itself depends on ``y``: ``encode``,
+    ``decode`` and ``log_prob`` need it (``y=None`` is refused; ``null_label`` is the learned
+    "no emotion" label of label dropout). ``guidance``
     (``encode``/``decode``/``sample``, label-conditioned couplings only) extrapolates every
     coupling from the null label toward ``y`` (see ``flows.CouplingCondition``): a guided sample
     is no longer a draw from the model's density, so likelihoods always use guidance 1.
@@ -258,13 +276,15 @@ class BPLF(DensityModel):
             levels.append(level)
             channels, size = level.out_channels, size // 2
         self.levels = nn.ModuleList(levels)
+        self.label = Label(cfg.label, cfg.num_classes)
         self.top_prior = ClassConditionalPrior((channels, size, size), cfg.num_classes,
-                                               null_label=cfg.coupling_conditioning)
-        # the optional modules exist only when asked for, so older state dicts load unchanged
-        if cfg.coupling_conditioning:
-            self.label_embedding = nn.Embedding(cfg.num_classes + 1, cfg.label_embedding_dim)
-        if cfg.class_head:
+                                               null_label=self.label.null is not None)
+        # the class head exists only when asked for, so older state dicts load unchanged
+        if cfg.label.class_head:
             self.class_head = nn.Linear(channels, cfg.num_classes)
+        # weights saved before the label was one module
+        self.register_load_state_dict_pre_hook(
+            lambda module, state, prefix, *args: upgrade_state(state, prefix))
 
     # -- inspection ---------------------------------------------------------------------------
     def latent_shapes(self) -> list[tuple[int, int, int]]:
@@ -280,38 +300,34 @@ class BPLF(DensityModel):
     @property
     def map_depends_on_label(self) -> bool:
         """Whether the invertible map itself depends on ``y`` (label-conditioned couplings)."""
-        return self.config.coupling_conditioning
+        return self.label.required
 
     @property
     def null_label(self) -> int | None:
         """The learned "no emotion" label (``num_classes``) of label-conditioned couplings,
         used by label dropout and guidance; None for models without one."""
-        return self.config.num_classes if self.config.coupling_conditioning else None
+        return self.label.null
+
+    @property
+    def guidable(self) -> bool:
+        """Whether guidance has a trained null label to extrapolate from (label dropout)."""
+        return self.config.label.null_trained
+
+    @property
+    def edit_methods(self) -> tuple[str, ...]:
+        """The editing methods this model supports (``swap`` needs label-conditioned
+        couplings)."""
+        return tuple(m for m in EDIT_METHODS if self.map_depends_on_label or m != "swap")
 
     def _labels(self, y: Tensor | int | None, n: int) -> Tensor | None:
-        """``y`` as (n,) long labels, checked by the top prior (None stays None where the model
-        allows it)."""
-        if y is None and self.map_depends_on_label:
-            raise ValueError(
-                "this model's couplings are label-conditioned (ModelConfig.coupling_conditioning), "
-                "so its map depends on the emotion: pass y (an int or (N,) labels; "
-                f"model.null_label = {self.null_label} for no emotion)")
-        return self.top_prior._labels(y, n)
+        """``y`` as (n,) long labels, checked by the label module (None stays None where the
+        model allows it)."""
+        return self.label.labels(y, n, self.top_prior.base_mean.device)
 
     def _condition(self, y: Tensor | None, guidance: float = 1.0,
                    embedding: Tensor | None = None) -> CouplingCondition | None:
-        """What the couplings see: the labels' embedding (or ``embedding`` itself) and, when
-        guided, the null label's."""
-        if not self.map_depends_on_label:
-            if guidance != 1.0 or embedding is not None:
-                raise ValueError("guidance and label embeddings need label-conditioned couplings "
-                                 "(ModelConfig.coupling_conditioning=True)")
-            return None
-        e = self.label_embedding(y) if embedding is None else embedding
-        null = None
-        if guidance != 1.0:
-            null = self.label_embedding.weight[self.null_label][None]
-        return CouplingCondition(e, null, float(guidance))
+        """What the couplings see (``flows.label.Label.condition``)."""
+        return self.label.condition(y, guidance, embedding)
 
     def _conditions(self, y: Tensor | None, guidance: Guidance = NONE,
                     embedding: Tensor | None = None, source: Tensor | None = None,
@@ -321,7 +337,7 @@ class BPLF(DensityModel):
         source's to the target's and the scale from 1 to the guided one as ``intensity`` goes
         from 0 to 1, so intensity 0 is the plain source condition."""
         if source is not None and self.map_depends_on_label and embedding is None:
-            e_s, e_t = self.label_embedding(source), self.label_embedding(y)
+            e_s, e_t = self.label.embed(source), self.label.embed(y)
             embedding = e_s + intensity * (e_t - e_s)
         out = []
         for i in range(len(self.levels)):
@@ -352,15 +368,12 @@ class BPLF(DensityModel):
 
     def embed(self, y: Tensor | int) -> Tensor:
         """The couplings' label embedding of ``y`` -> (N, E) (label-conditioned couplings)."""
-        if not self.map_depends_on_label:
-            raise ValueError("this model has no label embedding (coupling_conditioning=False)")
-        y = torch.as_tensor(y, dtype=torch.long, device=self.label_embedding.weight.device)
-        return self.label_embedding(y.reshape(-1))
+        return self.label.embed(y)
 
     def class_logits(self, top: Tensor) -> Tensor:
         """The class head's logits (N, K) from the top latent (mean-pooled over H x W)."""
-        if not self.config.class_head:
-            raise ValueError("this model has no class head (ModelConfig.class_head=False)")
+        if not self.config.label.class_head:
+            raise ValueError("this model has no class head (label.class_head=False)")
         return self.class_head(top.flatten(2).mean(2))
 
     # -- the forward direction ----------------------------------------------------------------
@@ -408,7 +421,7 @@ class BPLF(DensityModel):
                             ) -> tuple[Tensor, Tensor | None]:
         """``(log p(x | y), class-head logits or None)`` from one pass (the hybrid objective)."""
         lp, top = self._log_prob(x, y)
-        return lp, self.class_logits(top) if self.config.class_head else None
+        return lp, self.class_logits(top) if self.config.label.class_head else None
 
     def log_prob_classes(self, x: Tensor) -> Tensor:
         """log p(x | y=k) for every class k -> (N, K) nats (N x 1 for an unconditional model).
@@ -422,7 +435,7 @@ class BPLF(DensityModel):
         labels = [torch.full((len(x),), k, dtype=torch.long, device=x.device)
                   for k in range(k_classes)] or [None]  # unconditional: one column
         splits = [level.split for level in self.levels if level.split is not None]
-        if not self.config.split_conditioning:
+        if not self.config.label.splits:
             per_class = [self.top_prior.log_prob(top, y) for y in labels]
             return (logdet + split_logp)[:, None] + torch.stack(per_class, dim=1)
         per_class = [self.top_prior.log_prob(top, y)
@@ -611,10 +624,17 @@ def build_model(preset: str = "bplf", **overrides) -> DensityModel:
 
     >>> build_model("glow", image_size=16, levels=2, hidden_channels=8)  # doctest: +SKIP
     """
+    return make_model(configure(preset, **overrides))
+
+
+def configure(preset: str = "bplf", **overrides) -> ModelConfig:
+    """The config of a named preset (``PRESETS``) with ``ModelConfig`` fields overridden;
+    ``label`` may be a ``LabelConfig`` or a dict of its fields."""
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; valid: {sorted(PRESETS)}")
     check_fields(ModelConfig, overrides)
-    return make_model(dataclasses.replace(PRESETS[preset], **overrides))
+    label = LabelConfig.from_dict(overrides.pop("label", PRESETS[preset].label))
+    return dataclasses.replace(PRESETS[preset], **overrides, label=label)
 
 
 def make_model(config: ModelConfig) -> DensityModel:
@@ -643,6 +663,7 @@ def warm_start(model: nn.Module, source: dict[str, Tensor]) -> list[str]:
     Returns the names not copied whole; anything else that does not fit raises ``ValueError``.
     """
     target = model.state_dict()  # its tensors share the model's storage: writing them writes it
+    source = upgrade_state(dict(source))
     unknown = sorted(set(source) - set(target))
     if unknown:
         raise ValueError(f"the source weights have tensors this model lacks: {unknown[:5]}")

@@ -13,8 +13,8 @@ from pathlib import Path
 import torch
 
 from bplf.model import BPLF
+from bplf.runs import CHECKPOINT_FILE, load_checkpoint, read_checkpoint
 from bplf.settings import REPO_ROOT
-from bplf.train import CHECKPOINT_FILE, load_checkpoint, read_checkpoint
 from bplf.utils import atomic_save, read_json_object
 
 #: the checkpoint trained and committed by the repo (see its README.md for the command)
@@ -46,7 +46,7 @@ def load_pretrained(path: Path | str | None = None,
     """The shipped pretrained BPLF (or the run directory ``path``), in eval mode on ``device``.
 
     A damaged or mismatched ``model.pt`` or ``config.json`` raises ``bplf.utils.CheckpointError``
-    naming the file, the problem and what to do (see ``bplf.train.load_checkpoint``)."""
+    naming the file, the problem and what to do (see ``bplf.runs.load_checkpoint``)."""
     path = Path(path) if path is not None else PRETRAINED_DIR
     if not (path / "config.json").exists():
         raise FileNotFoundError(

@@ -13,7 +13,7 @@ import math
 import os
 import time
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -21,9 +21,20 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from bplf.data import EMOTIONS, load_emotion_set
+from bplf.data import EMOTIONS, EmotionSet, load_emotion_set
 from bplf.likelihood import bits_per_dim, bpd_from_log_prob, to_uint8
-from bplf.model import BPLF, DensityModel, ModelConfig, build_model, make_model, warm_start
+from bplf.model import BPLF, DensityModel, configure, make_model, warm_start
+from bplf.runs import (
+    BEST_FILE,
+    CHECKPOINT_FILE,
+    CONFIG_FILE,
+    METRICS_FILE,
+    TrainConfig,
+    read_checkpoint,
+    save_run_config,
+    weights_file,
+    weights_fix,
+)
 from bplf.settings import cpu_has_bf16, default_device, set_tf32, setup_cpu
 from bplf.utils import (
     CheckpointError,
@@ -31,97 +42,11 @@ from bplf.utils import (
     atomic_path,
     atomic_save,
     atomic_write,
-    check_fields,
-    config_from_dict,
     load_state,
-    load_torch,
     progress,
-    read_json_object,
     read_jsonl,
     remove_stale_temps,
 )
-
-CONFIG_FILE = "config.json"
-CHECKPOINT_FILE = "checkpoint.pt"
-METRICS_FILE = "metrics.jsonl"
-BEST_FILE = "best.pt"
-
-
-@dataclass
-class TrainConfig:
-    """Everything that decides a training run except the model (saved beside every checkpoint)."""
-
-    preset: str = "bplf"
-    batch_size: int = 64
-    steps: int = 20_000
-    lr: float = 1e-3
-    warmup_steps: int = 500
-    #: decay the lr linearly to zero over the last this many steps (0: constant to the end)
-    cooldown_steps: int = 0
-    grad_clip: float = 50.0
-    seed: int = 0
-    flip: bool = True
-    #: faces used for the data-dependent initialisation of ActNorm
-    init_size: int = 1024
-    #: faces the PCA layer is fitted on (a global or zca PCA needs more than D = 2304)
-    pca_fit_size: int = 8192
-    #: train on at most this many training faces (None: all); quick mode uses a few hundred
-    train_limit: int | None = None
-    eval_interval: int = 500
-    #: validation faces used for the periodic val bpd (a fixed subset, fixed noise)
-    val_size: int = 2000
-    sample_interval: int = 2000
-    checkpoint_interval: int = 1000
-    log_interval: int = 50
-    temperature: float = 0.7
-    #: bfloat16 autocast of the forward pass, on CUDA and on CPU (the couplings keep their
-    #: log-det sums in float32). On a CPU it pays only where oneDNN has fast bf16 kernels
-    #: (AMX): measured 0.67x float32 on AVX512-BF16 without AMX, 0.09x on an AVX2-only CPU
-    #: (README, "Training speed on a CPU"); the trainer warns without native bf16
-    amp: bool = False
-    #: TF32 matrix units on CUDA: faster, but inverses are only good to ~1e-3 (settings.set_tf32)
-    tf32: bool = False
-    compile: bool = False
-    #: stop with an error after this many consecutive non-finite losses
-    max_nonfinite: int = 20
-    #: Glow's hybrid objective: loss = bpd + class_loss_weight * cross-entropy of the model's
-    #: class head in bits per image (Glow's scale: 0.01 there; needs ModelConfig.class_head)
-    class_loss_weight: float = 0.0
-    #: share of each batch whose label is replaced by the null label (label-conditioned
-    #: couplings: trains the unconditional model guidance extrapolates from)
-    label_dropout: float = 0.0
-    #: a model directory (``config.json`` and weights, e.g. a shipped checkpoint) whose weights
-    #: start this run instead of the data-dependent initialisation; new label inputs start at
-    #: zero, so step 0 is exactly that model (``bplf.model.warm_start``). Relative paths are
-    #: taken from the directory the command runs in
-    init_from: str | None = None
-    #: std of Gaussian noise added to every dequantised training face (model space, [-0.5,
-    #: 0.5): 0.025 is TarFlow's 0.05 on [-1, 1]). The model then learns the density of *noisy*
-    #: faces, p_sigma = p * N(0, sigma^2): its likelihood of a clean face is that smoothed
-    #: density's (val bpd is still measured on clean faces), and sampling can take one Tweedie
-    #: denoising step with this sigma (``BPLF.denoise``). 0: clean faces, as before
-    noise_std: float = 0.0
-    #: decay of an exponential moving average of the weights kept beside the trained ones
-    #: (0: none). The average is saved in every checkpoint (resume stays exact), selected on
-    #: val, exported by ``export`` and used by evaluation and sampling
-    ema_decay: float = 0.0
-
-    def __post_init__(self) -> None:
-        if not self.class_loss_weight >= 0:
-            raise ValueError(f"TrainConfig.class_loss_weight must be >= 0, "
-                             f"not {self.class_loss_weight!r}")
-        if not 0 <= self.label_dropout < 1:
-            raise ValueError(f"TrainConfig.label_dropout must lie in [0, 1), "
-                             f"not {self.label_dropout!r}")
-        if not 0 <= self.noise_std < 0.5:
-            raise ValueError(f"TrainConfig.noise_std must lie in [0, 0.5), not {self.noise_std!r}")
-        if not 0 <= self.ema_decay < 1:
-            raise ValueError(f"TrainConfig.ema_decay must lie in [0, 1), not {self.ema_decay!r}")
-
-    @classmethod
-    def from_dict(cls, d: dict) -> TrainConfig:
-        check_fields(cls, d)
-        return cls(**d)
 
 
 @dataclass
@@ -143,105 +68,27 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
     return cfg.lr * warm * cool
 
 
+def run_model(train_cfg: TrainConfig, model_overrides: dict | None, image_size: int,
+              channels: int = 1, num_classes: int = len(EMOTIONS)) -> DensityModel:
+    """The fresh model a run trains: ``train_cfg.preset`` with ``model_overrides``, its null
+    label marked trained when the run drops labels (``label_dropout`` > 0), its weights drawn
+    from the run's seed (they are part of the run's identity)."""
+    config = configure(train_cfg.preset, image_size=image_size, channels=channels,
+                       num_classes=num_classes, **(model_overrides or {}))
+    if train_cfg.label_dropout > 0:
+        if not config.label.couplings:
+            raise ValueError("label_dropout > 0 needs label-conditioned couplings "
+                             "(label.couplings: a null label): pass the model override "
+                             "label=LabelConfig(couplings=True)")
+        config = replace(config, label=replace(config.label, null_trained=True))
+    torch.manual_seed(train_cfg.seed)
+    return make_model(config)
+
+
 def _distributed() -> tuple[int, int]:
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
     return 0, 1
-
-
-def save_run_config(out: Path, model_cfg: ModelConfig, train_cfg: TrainConfig) -> None:
-    payload = {"model": model_cfg.to_dict(), "train": asdict(train_cfg)}
-    atomic_write(out / CONFIG_FILE, lambda tmp: tmp.write_text(json.dumps(payload, indent=1)))
-
-
-#: the fields every run ``config.json`` has held since the first version, so a saved config
-#: must state them; fields added later (``implementation``, ``cooldown_steps``, ``tf32``) may be
-#: missing, and their defaults are what configs written before them meant
-MODEL_FIELDS_REQUIRED = ("image_size", "channels", "num_classes", "levels", "steps_per_level",
-                         "hidden_channels", "coupling_depth", "kernel_size",
-                         "hidden_kernel_size", "conditioner", "pca", "pca_trainable",
-                         "permutation")
-TRAIN_FIELDS_REQUIRED = ("preset", "batch_size", "steps", "lr", "warmup_steps", "grad_clip",
-                         "seed", "flip", "init_size", "pca_fit_size", "train_limit",
-                         "eval_interval", "val_size", "sample_interval", "checkpoint_interval",
-                         "log_interval", "temperature", "amp", "compile", "max_nonfinite")
-_CONFIG_FIX = ("restore the config.json the run wrote (a shipped one: from git), or retrain "
-               "with `python -m bplf train --out DIR`")
-
-
-def load_run_config(out: Path | str) -> tuple[ModelConfig, TrainConfig]:
-    """The model and training configs of a run directory's ``config.json``; a file that is not
-    JSON, has no ``model`` or ``train`` section, or whose fields are unknown, missing or invalid
-    raises ``CheckpointError`` naming it."""
-    file = Path(out) / CONFIG_FILE
-    try:
-        payload = read_json_object(file, _CONFIG_FIX)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{file}: no run configuration here") from None
-    for section in ("model", "train"):
-        if section not in payload:
-            raise CheckpointError(f"{file}: no {section!r} section, so not a run config.json "
-                                  f"written by bplf; {_CONFIG_FIX}")
-    return (config_from_dict(ModelConfig, payload["model"], file, MODEL_FIELDS_REQUIRED,
-                             _CONFIG_FIX, "model"),
-            config_from_dict(TrainConfig, payload["train"], file, TRAIN_FIELDS_REQUIRED,
-                             _CONFIG_FIX, "train"))
-
-
-def _weights_fix(file: Path) -> str:
-    """What to do about a run's weight file that cannot be loaded."""
-    if file.name == CHECKPOINT_FILE:
-        return (f"delete it to train from the start, or copy {BEST_FILE} over it to resume from "
-                "the best checkpoint")
-    if file.name == BEST_FILE:
-        return f"delete it and load {CHECKPOINT_FILE} (weights='{CHECKPOINT_FILE}') instead"
-    return ("re-create it with `python -m bplf export --run DIR` (a shipped one: restore it "
-            "from git)")
-
-
-def read_checkpoint(file: Path | str) -> dict:
-    """A checkpoint file's contents (``weights_only``: plain tensors and numbers, never code);
-    a truncated or foreign file raises ``CheckpointError`` naming it and what to do."""
-    file = Path(file)
-    return load_torch(file, "a bplf checkpoint", _weights_fix(file))
-
-
-#: weight files of a run directory, in the order ``load_checkpoint`` prefers them: an exported
-#: model, the lowest-val-bpd checkpoint, the latest checkpoint
-WEIGHT_FILES = ("model.pt", BEST_FILE, CHECKPOINT_FILE)
-
-
-def weights_file(path: Path | str, weights: str | None = None) -> Path:
-    """The weights of run directory ``path``: the file ``weights``, or by default the first of
-    ``WEIGHT_FILES`` present. ``FileNotFoundError`` naming the directory if there is none."""
-    path = Path(path)
-    names = [weights] if weights else [n for n in WEIGHT_FILES if (path / n).exists()]
-    if not names or not (path / names[0]).exists():
-        raise FileNotFoundError(f"{path}: no weights ({weights or ', '.join(WEIGHT_FILES)})")
-    return path / names[0]
-
-
-def load_checkpoint(path: Path | str, device: torch.device | str | None = None,
-                    weights: str | None = None) -> DensityModel:
-    """Rebuild the exact model of a run directory (``config.json`` + weights), in eval mode: a
-    ``BPLF``, or the peer its config names (``model.make_model``).
-
-    ``weights``: a file in the directory; by default the first of ``WEIGHT_FILES`` present, so
-    a model is selected on val as the trainer does; a run with ``ema_decay`` gives its averaged
-    weights. ``model.noise_std`` is the noise the run trained on (``TrainConfig.noise_std``).
-    Loaded with ``weights_only=True``: a checkpoint holds plain tensors and numbers, never code.
-    """
-    path = Path(path)
-    model_cfg, train_cfg = load_run_config(path)
-    file = weights_file(path, weights)
-    saved = read_checkpoint(file)
-    state = saved.get("ema", saved["model"])  # the averaged weights, where the run kept them
-    model = make_model(model_cfg)
-    model.noise_std = train_cfg.noise_std
-    load_state(model, {k: v.float() if v.is_floating_point() else v for k, v in state.items()},
-               file, path / CONFIG_FILE, "they were saved by a run with another model config: "
-               "put them beside the config.json of the run that wrote them")
-    return model.to(device or "cpu").eval()
 
 
 class LogProb(nn.Module):
@@ -274,14 +121,16 @@ def training_loss(log_p: torch.Tensor, dims: int, logits: torch.Tensor | None = 
 
 
 class Trainer:
-    """Trains ``model`` on the emotion set's train split, selecting on val.
+    """Trains ``model`` (built for the run: ``run_model``) on the emotion set's train split,
+    selecting on val; the model's image size must be the data's.
 
     ``out`` receives ``config.json``, ``checkpoint.pt`` (latest, atomic), ``best.pt`` (lowest
     val bpd), ``metrics.jsonl`` and ``samples/``.
     """
 
-    def __init__(self, train_cfg: TrainConfig, out: Path | str, model_overrides: dict | None = None,
-                 device: torch.device | str | None = None, emotion_set=None):
+    def __init__(self, model: DensityModel, train_cfg: TrainConfig, out: Path | str,
+                 device: torch.device | str | None = None,
+                 emotion_set: EmotionSet | None = None):
         self.cfg = train_cfg
         self.out = Path(out)
         self.rank, self.world = _distributed()
@@ -311,15 +160,22 @@ class Trainer:
         self.train_y = torch.from_numpy(train.labels).to(self.device)
         self.val_x, self.val_y = val.images, torch.from_numpy(val.labels)
 
-        torch.manual_seed(self.cfg.seed)  # the initial weights are part of the run's identity
-        self.model = build_model(self.cfg.preset, image_size=48, channels=1,
-                                 num_classes=self.num_classes, **(model_overrides or {}))
-        if self.cfg.class_loss_weight > 0 and not getattr(self.model.config, "class_head", 0):
+        #: (C, H, W) of the faces, as the data has them
+        self.image_shape = tuple(self.train_x.shape[1:])
+        self.model = model
+        if (model.config.channels, model.config.image_size, model.config.image_size) != \
+                self.image_shape:
+            raise ValueError(f"the model is built for {model.config.channels} x "
+                             f"{model.config.image_size}^2 images, the data has "
+                             f"{self.image_shape}: build it with run_model")
+        label = self.model.config.label
+        if self.cfg.class_loss_weight > 0 and not label.class_head:
             raise ValueError("class_loss_weight > 0 needs a model with a class head: pass the "
-                             "model override class_head=True")
-        if self.cfg.label_dropout > 0 and getattr(self.model, "null_label", None) is None:
-            raise ValueError("label_dropout > 0 needs label-conditioned couplings (a null "
-                             "label): pass the model override coupling_conditioning=True")
+                             "model override label=LabelConfig(class_head=True)")
+        if label.null_trained != (self.cfg.label_dropout > 0):
+            raise ValueError(f"the model's label.null_trained ({label.null_trained}) must say "
+                             f"whether this run trains its null label (label_dropout "
+                             f"{self.cfg.label_dropout}): build it with run_model")
         self.model.to(self.device)
         self.model.noise_std = self.cfg.noise_std
         #: the averaged weights (``ema_decay``): a copy of the model, updated after every step
@@ -335,12 +191,12 @@ class Trainer:
         """Draw a global batch (the same on every rank), dequantised; with ``shard`` return only
         this rank's slice of it."""
         idx = torch.randint(len(self.train_y), (n,), generator=self.generator)
-        noise = torch.rand((n, 1, 48, 48), generator=self.generator)
+        noise = torch.rand((n, *self.image_shape), generator=self.generator)
         flips = torch.rand((n,), generator=self.generator) < 0.5
         # drawn only when used, so runs without label dropout keep their batches
         drop = (torch.rand((n,), generator=self.generator) < self.cfg.label_dropout
                 if shard and self.cfg.label_dropout > 0 else None)
-        gauss = (self.cfg.noise_std * torch.randn((n, 1, 48, 48), generator=self.generator)
+        gauss = (self.cfg.noise_std * torch.randn((n, *self.image_shape), generator=self.generator)
                  if shard and self.cfg.noise_std > 0 else None)
         if shard:
             part = slice(self.rank * n // self.world, (self.rank + 1) * n // self.world)
@@ -383,7 +239,7 @@ class Trainer:
         if missing:
             raise CheckpointError(f"{path}: not a training checkpoint (no {', '.join(missing)}; "
                                   f"an exported model.pt holds weights only); "
-                                  f"{_weights_fix(path)}")
+                                  f"{weights_fix(path)}")
         load_state(self.model, ckpt["model"], path, "the model this Trainer builds",
                    f"resume with the model options of {self.out / CONFIG_FILE}, or train into "
                    "a new directory")
@@ -401,7 +257,7 @@ class Trainer:
             self.state = RunState(**ckpt["state"])
         except (RuntimeError, TypeError, ValueError, KeyError) as err:
             raise CheckpointError(f"{path}: damaged training state ({err}); "
-                                  f"{_weights_fix(path)}") from None
+                                  f"{weights_fix(path)}") from None
         # rows logged after this checkpoint belong to the killed run's lost steps: drop them
         # (and a last row torn by the kill, which read_jsonl skips)
         metrics = self.out / METRICS_FILE
@@ -475,7 +331,7 @@ class Trainer:
         net = self.net
         step_fn = torch.compile(net) if self.cfg.compile else net
         net.train()
-        dims = 48 * 48
+        dims = math.prod(self.image_shape)
         window, window_images, t_window = [], 0, time.perf_counter()
         bar = progress(total=self.cfg.steps, initial=self.state.step, desc="train",
                        **({} if self.rank == 0 else {"disable": True}))
@@ -560,19 +416,21 @@ class Trainer:
         torch.set_rng_state(gen_state)
         model.train(was_training)
         u = to_uint8(x).cpu().numpy()
-        grid = u.reshape(self.num_classes, per_emotion, 48, 48).transpose(0, 2, 1, 3)
+        _, h, w = self.image_shape
+        grid = u[:, 0].reshape(self.num_classes, per_emotion, h, w).transpose(0, 2, 1, 3)
         path = self.out / "samples" / f"step_{self.state.step:07d}.png"
         path.parent.mkdir(exist_ok=True)
         with atomic_path(path) as tmp:
-            Image.fromarray(grid.reshape(self.num_classes * 48, per_emotion * 48)).save(tmp,
-                                                                                       format="PNG")
+            Image.fromarray(grid.reshape(self.num_classes * h, per_emotion * w)).save(
+                tmp, format="PNG")
         return path
 
 
 def train(train_cfg: TrainConfig, out: Path | str, model_overrides: dict | None = None,
           resume: bool = False, device: torch.device | str | None = None,
-          emotion_set=None) -> Trainer:
-    """Train one run (the CLI's ``train`` command and notebook 04 call this)."""
+          emotion_set: EmotionSet | None = None) -> Trainer:
+    """Train one run (the CLI's ``train`` command and notebook 04 call this): the model of
+    ``train_cfg.preset`` with ``model_overrides`` (``run_model``), at the data's image size."""
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
     if distributed and not dist.is_initialized():
         backend = "nccl" if torch.cuda.is_available() else "gloo"
@@ -581,14 +439,11 @@ def train(train_cfg: TrainConfig, out: Path | str, model_overrides: dict | None 
             device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
             torch.cuda.set_device(device)
     try:
-        trainer = Trainer(train_cfg, out, model_overrides, device, emotion_set)
+        es = emotion_set if emotion_set is not None else load_emotion_set()
+        model = run_model(train_cfg, model_overrides, es.images.shape[-1])
+        trainer = Trainer(model, train_cfg, out, device, es)
         trainer.fit(resume=resume)
     finally:
         if distributed and dist.is_initialized():
             dist.destroy_process_group()
     return trainer
-
-
-def read_metrics(out: Path | str) -> list[dict]:
-    """The rows of a run's ``metrics.jsonl`` (without a last row torn by a killed run)."""
-    return read_jsonl(Path(out) / METRICS_FILE)

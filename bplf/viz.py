@@ -195,12 +195,12 @@ def edit_methods_grid(model, image: np.ndarray, label: int, means,
     ``gradient`` (slow, and its edits are invisible: notebook 05)."""
     import torch
 
-    from bplf.editing import edit_expression, methods_for
+    from bplf.editing import edit_expression
     from bplf.guidance import Guidance
     from bplf.likelihood import dequantize, to_uint8
 
     pairs = []
-    for m in methods or [m for m in methods_for(model) if m != "gradient"]:
+    for m in methods or [m for m in model.edit_methods if m != "gradient"]:
         name, g = m if isinstance(m, tuple) else (m, guidance if m in ("swap", "reexpress")
                                                    else 1.0)
         pairs.append((name, Guidance.of(g)))

@@ -19,7 +19,7 @@ from matplotlib.colors import to_rgb
 
 from bplf.data import EMOTIONS, EmotionSet
 from bplf.data.labels import source_name
-from bplf.editing import MAX_INTENSITY, edit_expression, methods_for
+from bplf.editing import MAX_INTENSITY, edit_expression
 from bplf.evaluate import FACE_RATE_SHARE
 from bplf.guidance import Guidance
 from bplf.likelihood import dequantize, to_uint8
@@ -241,7 +241,7 @@ class EditExplorer(_Explorer):
                                        style=WIDE)
         self.intensity = widgets.FloatSlider(value=intensity, min=0.0, max=MAX_INTENSITY,
                                              step=0.05, description="intensity", style=WIDE)
-        methods = tuple(m for m in methods_for(model) if m != "gradient" or m == method)
+        methods = tuple(m for m in model.edit_methods if m != "gradient" or m == method)
         if method is not None and method not in methods:
             raise ValueError(f"method must be one of {methods} for this model, not {method!r}")
         self.method = widgets.ToggleButtons(options=methods, value=method or methods[0])

@@ -9,6 +9,7 @@ import torch
 from bplf.checks import jacobian_logdet
 from bplf.data import build_emotion_set, load_emotion_set
 from bplf.editing import latent_means
+from bplf.flows import LabelConfig
 from bplf.likelihood import dequantize
 from bplf.model import build_model
 
@@ -123,7 +124,7 @@ def guided_model(synthetic_es):
     couplings' linear branches perturbed so the label changes the faces."""
     torch.manual_seed(0)
     m = build_model("bplf", levels=2, steps_per_level=1, hidden_channels=8,
-                    split_conditioning=True, coupling_conditioning=True)
+                    label=LabelConfig(splits=True, couplings=True))
     x = dequantize(synthetic_es.select(split="train").subsample(300).images)
     m.initialize(x[:128], torch.zeros(128, dtype=torch.long), pca_x=x)
     with torch.no_grad():

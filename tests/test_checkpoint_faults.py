@@ -23,15 +23,15 @@ import bplf.utils
 from bplf.metrics.classifier import ClassifierConfig, EmotionCNN, load_classifier, save_classifier
 from bplf.model import ModelConfig
 from bplf.pretrained import export_model, load_pretrained
-from bplf.train import (
+from bplf.runs import (
     TrainConfig,
-    Trainer,
     load_checkpoint,
     load_run_config,
     read_checkpoint,
     read_metrics,
     save_run_config,
 )
+from bplf.train import Trainer, run_model
 from bplf.utils import CheckpointError, append_line, atomic_save, atomic_write, read_jsonl
 
 #: as in test_train.py: a model that trains a few steps in seconds on one CPU thread
@@ -131,13 +131,14 @@ CFG = TrainConfig(steps=9, **QUICK)  # checkpoints at steps 3, 6 and 9
 @pytest.fixture(scope="module")
 def straight(synthetic_es, tmp_path_factory) -> Trainer:
     """The uninterrupted run every interrupted one must end equal to."""
-    trainer = Trainer(CFG, tmp_path_factory.mktemp("straight"), TINY, "cpu", synthetic_es)
+    trainer = Trainer(run_model(CFG, TINY, 48),
+                      CFG, tmp_path_factory.mktemp("straight"), "cpu", synthetic_es)
     trainer.fit()
     return trainer
 
 
 def _assert_resumes_exactly(out: Path, straight: Trainer, es) -> None:
-    resumed = Trainer(CFG, out, TINY, "cpu", es)
+    resumed = Trainer(run_model(CFG, TINY, 48), CFG, out, "cpu", es)
     resumed.fit(resume=True)
     assert resumed.state.step == CFG.steps
     torch.testing.assert_close(params(resumed.model), params(straight.model), rtol=0, atol=0)
@@ -150,7 +151,7 @@ def _assert_resumes_exactly(out: Path, straight: Trainer, es) -> None:
 def test_disk_full_at_a_checkpoint_keeps_the_previous_one_and_resumes(synthetic_es, straight,
                                                                       tmp_path, monkeypatch):
     saved = disk_full(monkeypatch, fail_on=2)  # step 3 saves; step 6 runs out of disk
-    trainer = Trainer(CFG, tmp_path, TINY, "cpu", synthetic_es)
+    trainer = Trainer(run_model(CFG, TINY, 48), CFG, tmp_path, "cpu", synthetic_es)
     with pytest.raises(OSError, match="No space left"):
         trainer.fit()
     assert trainer.state.step == 6 and temps(tmp_path) == []
@@ -174,7 +175,7 @@ def test_disk_full_while_logging_leaves_no_torn_row_and_resumes(synthetic_es, st
 
     monkeypatch.setattr(bplf.utils, "_write_all", write)
     with pytest.raises(OSError, match="No space left"):
-        Trainer(CFG, tmp_path, TINY, "cpu", synthetic_es).fit()
+        Trainer(run_model(CFG, TINY, 48), CFG, tmp_path, "cpu", synthetic_es).fit()
     assert (tmp_path / "metrics.jsonl").read_text().endswith("\n")
     assert [r["step"] for r in read_metrics(tmp_path)] == [1, 2, 3, 4]
     monkeypatch.undo()
@@ -183,7 +184,8 @@ def test_disk_full_while_logging_leaves_no_torn_row_and_resumes(synthetic_es, st
 
 def test_a_run_killed_mid_write_resumes(synthetic_es, straight, tmp_path):
     """A kill (or power loss) cannot clean up: a torn last row and temporaries are left."""
-    Trainer(TrainConfig(**{**vars(CFG), "steps": 3}), tmp_path, TINY, "cpu", synthetic_es).fit()
+    Trainer(run_model(TrainConfig(**{**vars(CFG), "steps": 3}), TINY, 48),
+            TrainConfig(**{**vars(CFG), "steps": 3}), tmp_path, "cpu", synthetic_es).fit()
     with open(tmp_path / "metrics.jsonl", "a") as f:
         f.write('{"step": 4, "wall": 0.')
     (tmp_path / ".checkpoint.pt.k1ll3d.tmp").write_bytes(b"PK\x03\x04 half a checkpoint")
@@ -196,7 +198,8 @@ def test_a_run_killed_mid_write_resumes(synthetic_es, straight, tmp_path):
 def run3(synthetic_es, tmp_path_factory) -> Path:
     """A run stopped at its step-3 checkpoint."""
     out = tmp_path_factory.mktemp("run3")
-    Trainer(TrainConfig(**{**vars(CFG), "steps": 3}), out, TINY, "cpu", synthetic_es).fit()
+    Trainer(run_model(TrainConfig(**{**vars(CFG), "steps": 3}), TINY, 48),
+            TrainConfig(**{**vars(CFG), "steps": 3}), out, "cpu", synthetic_es).fit()
     return out
 
 
@@ -227,13 +230,14 @@ def test_resuming_from_a_damaged_checkpoint_names_it(synthetic_es, run3, tmp_pat
     corrupt, pattern = DAMAGED_CHECKPOINTS[damage]
     corrupt(out / "checkpoint.pt")
     with pytest.raises(CheckpointError, match=pattern):
-        Trainer(CFG, out, TINY, "cpu", synthetic_es).fit(resume=True)
+        Trainer(run_model(CFG, TINY, 48), CFG, out, "cpu", synthetic_es).fit(resume=True)
 
 
 def test_resuming_with_other_model_options_names_the_checkpoint(synthetic_es, run3, tmp_path):
     out = tmp_path / "run"
     shutil.copytree(run3, out)
-    trainer = Trainer(CFG, out, {**TINY, "hidden_channels": 16}, "cpu", synthetic_es)
+    trainer = Trainer(run_model(CFG, {**TINY, "hidden_channels": 16}, 48),
+                      CFG, out, "cpu", synthetic_es)
     with pytest.raises(CheckpointError, match=r"checkpoint\.pt: weights do not match the model "
                        r"this Trainer builds \(.*size mismatch.*resume with the model options"):
         trainer.fit(resume=True)

@@ -14,8 +14,8 @@ import pytest
 import torch
 
 import bplf.model
-from bplf.editing import METHODS, edit_expression, methods_for
-from bplf.flows import BiParallelAffineCoupling, CouplingCondition, Split
+from bplf.editing import edit_expression
+from bplf.flows import BiParallelAffineCoupling, CouplingCondition, LabelConfig, Split
 from bplf.metrics.fidelity import (
     generative_accuracy,
     identity_report,
@@ -23,16 +23,23 @@ from bplf.metrics.fidelity import (
     same_emotion_pairs,
     ssim,
 )
-from bplf.model import ModelConfig, build_model, make_model, register_implementation
-from bplf.train import TrainConfig, training_loss
+from bplf.model import (
+    EDIT_METHODS,
+    ModelConfig,
+    build_model,
+    make_model,
+    register_implementation,
+)
+from bplf.runs import TrainConfig
+from bplf.train import training_loss
 
 TINY = dict(image_size=8, levels=2, steps_per_level=2, hidden_channels=8)
 #: where the label enters, beyond the top prior
 VARIANTS = {
     "top": {},
-    "splits": {"split_conditioning": True},
-    "couplings": {"coupling_conditioning": True, "label_embedding_dim": 3},
-    "all": {"split_conditioning": True, "coupling_conditioning": True, "class_head": True},
+    "splits": {"label": LabelConfig(splits=True)},
+    "couplings": {"label": LabelConfig(couplings=True, embedding_dim=3)},
+    "all": {"label": LabelConfig(splits=True, couplings=True, class_head=True)},
 }
 
 
@@ -155,7 +162,7 @@ def test_the_label_changes_what_it_should(name, faces, perturb):
         maps_differ = any(not torch.allclose(a, b) for a, b in zip(z0, z1, strict=True))
         assert maps_differ == model.map_depends_on_label
         assert not torch.allclose(model.log_prob(x, 0), model.log_prob(x, 1))
-        if not model.config.split_conditioning and not model.map_depends_on_label:
+        if not model.config.label.splits and not model.map_depends_on_label:
             # only the top prior sees the label: log p(x|0) - log p(x|1) is its difference
             top = model.encode(x)[-1]
             assert torch.allclose(model.log_prob(x, 0) - model.log_prob(x, 1),
@@ -193,7 +200,7 @@ def test_guided_sampling(faces, perturb):
     x = faces(2, 8).double()
     zs = model.encode(x, 3, guidance=3.0)
     assert (model.decode(zs, 3, guidance=3.0) - x).abs().max() < 1e-9
-    with pytest.raises(ValueError, match="coupling_conditioning"):
+    with pytest.raises(ValueError, match="label.couplings"):
         conditioned(faces, perturb).sample(2, 0, generator=g, guidance=2.0)
 
 
@@ -219,15 +226,13 @@ def test_class_head_gradient_reaches_the_flow(faces, perturb):
 
 def test_configs_default_to_today_and_load_without_the_new_fields():
     cfg = ModelConfig()
-    assert not (cfg.split_conditioning or cfg.coupling_conditioning or cfg.class_head)
-    old = {k: v for k, v in cfg.to_dict().items()
-           if k not in ("split_conditioning", "coupling_conditioning", "label_embedding_dim",
-                        "class_head")}
+    assert cfg.label == LabelConfig() and not cfg.label.used
+    old = {k: v for k, v in cfg.to_dict().items() if k != "label"}
     assert ModelConfig.from_dict(old) == cfg
     assert set(build_model("bplf", **TINY).state_dict()) == set(
-        build_model("bplf", **TINY, split_conditioning=False).state_dict())
-    with pytest.raises(ValueError, match="coupling_conditioning needs labels"):
-        ModelConfig(num_classes=0, coupling_conditioning=True)
+        build_model("bplf", **TINY, label=LabelConfig(splits=False)).state_dict())
+    with pytest.raises(ValueError, match="label.couplings needs labels"):
+        ModelConfig(num_classes=0, label=LabelConfig(couplings=True))
     t = TrainConfig()
     assert t.class_loss_weight == 0.0 and t.label_dropout == 0.0
     d = json.loads(json.dumps(t.__dict__))
@@ -239,34 +244,39 @@ def test_configs_default_to_today_and_load_without_the_new_fields():
 
 
 def test_trainer_label_dropout_and_class_loss(synthetic_es, tmp_path):
-    from bplf.train import Trainer
+    from bplf.train import Trainer, run_model
 
     quick = dict(batch_size=8, init_size=32, val_size=16, eval_interval=2, log_interval=1,
                  sample_interval=1000, checkpoint_interval=1000, warmup_steps=1,
                  train_limit=100, steps=2)
     tiny = {"levels": 2, "steps_per_level": 1, "hidden_channels": 8, "pca": "none"}
-    with pytest.raises(ValueError, match="coupling_conditioning"):
-        Trainer(TrainConfig(label_dropout=0.5, **quick), tmp_path / "a", tiny, "cpu",
-                synthetic_es)
+    dropout, class_loss = TrainConfig(label_dropout=0.5, **quick), TrainConfig(
+        class_loss_weight=0.01, **quick)
+    with pytest.raises(ValueError, match="label.couplings"):
+        run_model(dropout, tiny, 48)
     with pytest.raises(ValueError, match="class_head"):
-        Trainer(TrainConfig(class_loss_weight=0.01, **quick), tmp_path / "b", tiny, "cpu",
-                synthetic_es)
-    trainer = Trainer(TrainConfig(label_dropout=0.5, class_loss_weight=0.01, **quick),
-                      tmp_path / "c", {**tiny, "coupling_conditioning": True,
-                                       "class_head": True}, "cpu", synthetic_es)
+        Trainer(run_model(class_loss, tiny, 48), class_loss, tmp_path / "b", "cpu", synthetic_es)
+    # a model whose label config does not say what the run trains is refused
+    with pytest.raises(ValueError, match="null_trained"):
+        Trainer(run_model(TrainConfig(**quick), {**tiny, "label": LabelConfig(couplings=True)},
+                          48), dropout, tmp_path / "a", "cpu", synthetic_es)
+    cfg = TrainConfig(label_dropout=0.5, class_loss_weight=0.01, **quick)
+    coupled = {**tiny, "label": LabelConfig(couplings=True, class_head=True)}
+    trainer = Trainer(run_model(cfg, coupled, 48), cfg, tmp_path / "c", "cpu", synthetic_es)
+    assert trainer.model.guidable  # the run trains the null label, and the model says so
     trainer.initialize()
     trainer._global_batch(64)
     assert trainer._dropped is not None and 0 < int(trainer._dropped.sum()) < 64
     trainer.fit()
     assert trainer.state.step == 2
-    assert trainer.model.label_embedding.weight.grad is not None
+    assert trainer.model.label.embedding.weight.grad is not None
 
 
 # -- editing -------------------------------------------------------------------------------------
 def test_swap_editing(faces, perturb):
     model = conditioned(faces, perturb, **VARIANTS["couplings"])
-    assert methods_for(model) == METHODS and "swap" not in methods_for(conditioned(faces,
-                                                                                   perturb))
+    assert model.edit_methods == EDIT_METHODS
+    assert "swap" not in conditioned(faces, perturb).edit_methods
     x = faces(3, 8).double()
     src = torch.tensor([0, 1, 2])
     for guidance in (1.0, 2.5):

@@ -3,6 +3,8 @@ label was trained, resumable files, and the summary, verdicts and chance test bu
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -17,7 +19,8 @@ from bplf.conditioning import (
     verdicts,
 )
 from bplf.experiments import GRIDS, run_grid
-from bplf.train import load_run_config
+from bplf.flows import LabelConfig
+from bplf.runs import load_run_config
 
 SMALL = FidelityConfig(per_emotion=6, edit_faces=14, mean_faces=4, temperatures=(0.7, 1.0),
                        guidance=(1.0, 3.0))
@@ -45,11 +48,13 @@ def test_each_mechanism_trains_with_its_model_and_train_overrides(evaluated):
     root, _, _ = evaluated
     runs = [load_run_config(p.parent) for p in (root / "runs").glob("*/seed0/config.json")]
     assert len(runs) == len(GRIDS["conditioning"])  # six distinct runs
-    flags = {"split_conditioning": False, "coupling_conditioning": False, "class_head": False}
     for name, config in GRIDS["conditioning"].items():
-        model = {**flags, **config.model}
+        label = config.model.get("label", LabelConfig())
         train = {"class_loss_weight": 0.0, "label_dropout": 0.0, **config.train}
-        matches = [1 for m, t in runs if all(getattr(m, k) == v for k, v in model.items())
+        # the model records whether its run trained the null label
+        matches = [1 for m, t in runs
+                   if dataclasses.replace(m.label, null_trained=False) == label
+                   and m.label.null_trained == (t.label_dropout > 0)
                    and all(getattr(t, k) == v for k, v in train.items())]
         assert len(matches) == 1, name
 

@@ -14,10 +14,10 @@ from bplf.editing import (
     edit_latents,
     interpolate,
     latent_means,
-    methods_for,
 )
 from bplf.guidance import Guidance
 from bplf.likelihood import dequantize
+from bplf.model import DensityModel
 from bplf.viz import edit_grid, edit_methods_grid
 from bplf.widgets import EditExplorer, SampleExplorer
 
@@ -60,8 +60,8 @@ def test_reexpress_places_the_noise_under_the_target_prior(guided_model, synthet
     guided = edit_expression(guided_model, x, y, target, 1.0, "reexpress",
                              guidance=Guidance(prior=3, coupling=2))
     assert (guided - out).abs().max() > 1e-3
-    assert methods_for(guided_model)[-2:] == ("swap", "gradient")
-    assert "swap" not in methods_for(torch.nn.Linear(1, 1)) and not methods_for(None)
+    assert guided_model.edit_methods[-2:] == ("swap", "gradient")
+    assert DensityModel().edit_methods == ()  # the peers: none
 
 
 def test_gradient_edits_until_the_model_prefers_the_target(small_model, synthetic_es):

@@ -19,7 +19,8 @@ from bplf.experiments import (
     summary,
 )
 from bplf.model import PRESETS, make_model
-from bplf.train import TrainConfig, Trainer
+from bplf.runs import TrainConfig
+from bplf.train import Trainer, run_model
 
 
 @pytest.fixture(scope="module")
@@ -121,7 +122,7 @@ def test_every_config_trains_on_the_same_batches(es, tmp_path):
     batches = []
     for name in ("none", "global", "patch"):
         model = {**BUDGETS["quick"].model, **GRIDS["pca"][name].model}
-        trainer = Trainer(cfg, tmp_path / name, model, "cpu", es)
+        trainer = Trainer(run_model(cfg, model, 48), cfg, tmp_path / name, "cpu", es)
         trainer.initialize()
         batches.append(trainer._global_batch(8))
     for x, y in batches[1:]:

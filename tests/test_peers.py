@@ -10,7 +10,8 @@ pytest.importorskip("normflows")
 
 from bplf.model import build_model  # noqa: E402
 from bplf.peers import NormflowsGlow  # noqa: E402
-from bplf.train import TrainConfig, Trainer, load_checkpoint  # noqa: E402
+from bplf.runs import TrainConfig, load_checkpoint  # noqa: E402
+from bplf.train import Trainer, run_model  # noqa: E402
 
 SMALL = dict(image_size=16, levels=2, steps_per_level=2, hidden_channels=16)
 
@@ -45,8 +46,8 @@ def test_trains_with_bplf_trainer_and_reloads(synthetic_es, tmp_path):
                       eval_interval=15, log_interval=15, sample_interval=30,
                       checkpoint_interval=30, init_size=64, pca_fit_size=64, train_limit=300,
                       val_size=64)
-    trainer = Trainer(cfg, tmp_path, {"steps_per_level": 2, "hidden_channels": 16}, "cpu",
-                      synthetic_es)
+    model = run_model(cfg, {"steps_per_level": 2, "hidden_channels": 16}, 48)
+    trainer = Trainer(model, cfg, tmp_path, "cpu", synthetic_es)
     start = trainer.evaluate()
     trainer.fit()
     assert trainer.state.best_val_bpd < start - 0.1

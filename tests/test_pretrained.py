@@ -11,8 +11,9 @@ import pytest
 import torch
 
 from bplf.data import load_emotion_set
-from bplf.editing import edit_expression, latent_means, methods_for
+from bplf.editing import edit_expression, latent_means
 from bplf.evaluate import bpd_report, round_trip_report
+from bplf.guidance import Guidance
 from bplf.likelihood import dequantize, to_uint8
 from bplf.pretrained import EXPORT_FILE, PRETRAINED_DIR, load_pretrained
 
@@ -34,7 +35,8 @@ def test_load_pretrained_rebuilds_the_bplf_preset(faces):
     assert (cfg.image_size, cfg.channels, cfg.num_classes) == (48, 1, 7)
     assert cfg.conditioner == "both" and not model.training
     # the label-conditioned model the conditioning experiment chose, with a null label to guide
-    assert cfg.split_conditioning and cfg.coupling_conditioning and model.null_label == 7
+    assert cfg.label.splits and cfg.label.couplings and model.null_label == 7
+    assert model.guidable  # trained with label dropout: its config.json says so in 'train'
     x = faces(16, 48, 1)
     y = torch.arange(16) % 7
     with torch.no_grad():
@@ -47,19 +49,65 @@ def test_load_pretrained_rebuilds_the_bplf_preset(faces):
 
 def test_previous_model_is_kept_and_reproducible_from_its_config():
     from bplf.pretrained import PREVIOUS_DIR
-    from bplf.train import load_run_config
+    from bplf.runs import load_run_config
 
     for name in ("config.json", "train_config.json", EXPORT_FILE, "README.md",
                  "evaluation.json"):
         assert (PREVIOUS_DIR / name).exists(), name
     previous = load_pretrained(PREVIOUS_DIR)
-    assert not previous.config.coupling_conditioning  # the label in the top prior only
+    assert not previous.config.label.couplings  # the label in the top prior only
+    assert not previous.guidable and "swap" not in previous.edit_methods
     model_cfg, train_cfg = load_run_config(PREVIOUS_DIR)
     written = json.loads((PREVIOUS_DIR / "train_config.json").read_text())["train"]
     assert all(getattr(train_cfg, k) == v for k, v in written.items()), written
     # the shipped model's training starts from it
     _, shipped = load_run_config(PRETRAINED_DIR)
     assert Path(shipped.init_from).name == PREVIOUS_DIR.name
+
+
+def pin_faces() -> torch.Tensor:
+    """Four fixed smooth 48x48 images in [-0.45, 0.45] (no random numbers, so every machine and
+    torch version draws the same ones)."""
+    t = torch.linspace(-1, 1, 48)
+    yy, xx = torch.meshgrid(t, t, indexing="ij")
+    return torch.stack([0.45 * torch.sin((k + 1) * 2.0 * xx * yy + k)
+                        * torch.cos(1.5 * yy - 0.3 * k) for k in range(4)])[:, None].float()
+
+
+#: log p(pin_faces() | y) in nats, computed with the code of commit 50d0456 (before the label
+#: became one object, issue 23) on CPU float32: ``load_pretrained(d).log_prob(pin_faces(), y)``;
+#: label 7 is the shipped model's null label, None the v1 model's shared base Gaussian
+PINNED_LOG_PROB = {
+    ("bplf-emotion48", (0, 3, 6, 7)): (10575.4697, 10330.5166, 10010.9004, 9516.3887),
+    ("bplf-emotion48-v1", (0, 3, 6, 1)): (10573.5225, 10305.3896, 9978.5244, 9512.125),
+    ("bplf-emotion48-v1", None): (10572.2812, 10308.3203, 9979.8936, 9516.5615),
+}
+
+
+@pytest.mark.parametrize(("name", "labels"), list(PINNED_LOG_PROB))
+def test_shipped_checkpoints_keep_their_log_prob(name, labels):
+    """Refactors keep the density: the shipped and the previous model give the pinned
+    ``log_prob`` of four fixed images (to 1e-5 relative, float32 summation)."""
+    model = load_pretrained(PRETRAINED_DIR.parent / name)
+    y = None if labels is None else torch.tensor(labels)
+    with torch.no_grad():
+        lp = model.log_prob(pin_faces(), y).double()
+    expected = torch.tensor(PINNED_LOG_PROB[name, labels], dtype=torch.float64)
+    torch.testing.assert_close(lp, expected, rtol=1e-5, atol=1e-3)
+
+
+def test_shipped_guided_decode_is_pinned():
+    """The guided decode (prior rule 3, coupling rule 2) of zero noise: per-image mean and std,
+    computed with the code of commit 50d0456 like ``PINNED_LOG_PROB``."""
+    model = load_pretrained()
+    with torch.no_grad():
+        eps = [torch.zeros(2, *s) for s in model.latent_shapes()]
+        out = model.decode_noise(eps, torch.tensor([1, 3]), Guidance(prior=3, coupling=2))
+    flat = out.double().flatten(1)
+    torch.testing.assert_close(flat.mean(1), torch.tensor([0.0663583, 0.1088204],
+                                                          dtype=torch.float64), rtol=0, atol=1e-5)
+    torch.testing.assert_close(flat.std(1), torch.tensor([0.2126903, 0.1879247],
+                                                         dtype=torch.float64), rtol=0, atol=1e-5)
 
 
 def test_committed_evaluation_matches_the_bar():
@@ -143,7 +191,7 @@ def test_every_real_test_face_round_trips_and_edits_back_exactly():
         x = dequantize(test.images[i : i + 512], centre=True)
         source = torch.as_tensor(test.labels[i : i + 512])
         target = (source + 1 + i % 6) % 7
-        for method in methods_for(model):
+        for method in model.edit_methods:
             same = edit_expression(model, x, source, target, 0.0, method, means)
             assert torch.equal(to_uint8(same), to_uint8(x)), (method, i)
             if i == 0:  # full edits of the first 512 faces

@@ -45,13 +45,15 @@ def test_progress_quiet_under_ci(monkeypatch):
 def test_tf32_is_off_after_import_and_a_trainer_can_allow_it(device, synthetic_es, tmp_path):
     """TF32 breaks exact inverses on an H100 (round trip 1e-3): off unless a run asks."""
     import bplf  # noqa: F401  (the import itself turns TF32 off)
-    from bplf.train import TrainConfig, Trainer
+    from bplf.runs import TrainConfig
+    from bplf.train import Trainer, run_model
 
     assert not torch.backends.cudnn.allow_tf32 and not torch.backends.cuda.matmul.allow_tf32
     cfg = TrainConfig(steps=1, tf32=True, init_size=16, pca_fit_size=64, train_limit=64,
                       val_size=16)
     try:
-        Trainer(cfg, tmp_path, {"hidden_channels": 8, "steps_per_level": 1}, device, synthetic_es)
+        model = run_model(cfg, {"hidden_channels": 8, "steps_per_level": 1}, 48)
+        Trainer(model, cfg, tmp_path, device, synthetic_es)
         assert torch.backends.cudnn.allow_tf32 == (device.type == "cuda")
     finally:
         settings.set_tf32(False)

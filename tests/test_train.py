@@ -15,7 +15,9 @@ import pytest
 import torch
 
 from bplf.data import build_emotion_set, load_emotion_set
-from bplf.train import TrainConfig, Trainer, load_checkpoint, lr_at, read_metrics
+from bplf.flows import LabelConfig
+from bplf.runs import TrainConfig, load_checkpoint, read_metrics
+from bplf.train import Trainer, lr_at, run_model
 
 #: A model small enough to train a few steps in seconds on one CPU thread.
 TINY = {"levels": 2, "steps_per_level": 1, "hidden_channels": 8, "pca": "patch"}
@@ -55,7 +57,7 @@ def test_warmup_schedule():
 
 def test_training_lowers_the_loss_and_writes_a_run(es, tmp_path):
     cfg = TrainConfig(steps=30, lr=3e-3, **{**QUICK, "eval_interval": 30, "sample_interval": 30})
-    trainer = Trainer(cfg, tmp_path, TINY, device="cpu", emotion_set=es)
+    trainer = Trainer(run_model(cfg, TINY, 48), cfg, tmp_path, device="cpu", emotion_set=es)
     trainer.fit()
     rows = read_metrics(tmp_path)
     assert [r["step"] for r in rows] == list(range(1, 31))
@@ -79,7 +81,7 @@ def test_training_on_each_device(device, amp, es, tmp_path):
                       **{**QUICK, "eval_interval": 30, "sample_interval": 30})
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # a CPU without native bf16 is warned about
-        trainer = Trainer(cfg, tmp_path, TINY, device=device, emotion_set=es)
+        trainer = Trainer(run_model(cfg, TINY, 48), cfg, tmp_path, device=device, emotion_set=es)
     dtypes = []
     conv = next(m for m in trainer.model.modules() if isinstance(m, torch.nn.Conv2d))
     conv.register_forward_hook(lambda m, i, out: dtypes.append((m.training, out.dtype)))
@@ -98,18 +100,23 @@ def test_bf16_on_a_cpu_without_it_is_warned_about(es, tmp_path, monkeypatch):
 
     monkeypatch.setattr(bplf.train, "cpu_has_bf16", lambda: False)
     with pytest.warns(UserWarning, match="no native bfloat16"):
-        Trainer(TrainConfig(steps=1, amp=True, **QUICK), tmp_path, TINY, "cpu", es)
+        Trainer(run_model(TrainConfig(steps=1, amp=True, **QUICK), TINY, 48),
+                TrainConfig(steps=1, amp=True, **QUICK), tmp_path, "cpu", es)
     monkeypatch.setattr(bplf.train, "cpu_has_bf16", lambda: True)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        Trainer(TrainConfig(steps=1, amp=True, **QUICK), tmp_path / "b", TINY, "cpu", es)
+        Trainer(run_model(TrainConfig(steps=1, amp=True, **QUICK), TINY, 48),
+                TrainConfig(steps=1, amp=True, **QUICK), tmp_path / "b", "cpu", es)
 
 
 def test_resume_continues_exactly(es, tmp_path):
-    straight = Trainer(TrainConfig(steps=6, **QUICK), tmp_path / "a", TINY, "cpu", es)
+    straight = Trainer(run_model(TrainConfig(steps=6, **QUICK), TINY, 48),
+                       TrainConfig(steps=6, **QUICK), tmp_path / "a", "cpu", es)
     straight.fit()
-    Trainer(TrainConfig(steps=3, **QUICK), tmp_path / "b", TINY, "cpu", es).fit()
-    resumed = Trainer(TrainConfig(steps=6, **QUICK), tmp_path / "b", TINY, "cpu", es)
+    Trainer(run_model(TrainConfig(steps=3, **QUICK), TINY, 48),
+            TrainConfig(steps=3, **QUICK), tmp_path / "b", "cpu", es).fit()
+    resumed = Trainer(run_model(TrainConfig(steps=6, **QUICK), TINY, 48),
+                      TrainConfig(steps=6, **QUICK), tmp_path / "b", "cpu", es)
     resumed.fit(resume=True)
     assert resumed.state.step == 6
     torch.testing.assert_close(_params(resumed.model), _params(straight.model), rtol=0, atol=0)
@@ -123,14 +130,15 @@ def test_warm_start_from_a_top_prior_model_is_exact_then_learns_the_label(es, tm
     every label (and the null label), then training makes the label matter."""
     from bplf.utils import CheckpointError
 
-    source = Trainer(TrainConfig(steps=4, **QUICK), tmp_path / "v1", TINY, "cpu", es)
+    source = Trainer(run_model(TrainConfig(steps=4, **QUICK), TINY, 48),
+                     TrainConfig(steps=4, **QUICK), tmp_path / "v1", "cpu", es)
     source.fit()
-    conditioned = {**TINY, "split_conditioning": True, "coupling_conditioning": True}
+    conditioned = {**TINY, "label": LabelConfig(splits=True, couplings=True)}
     cfg = TrainConfig(steps=12, label_dropout=0.2, init_from=str(tmp_path / "v1"),
                       **{**QUICK, "lr": 3e-3})
-    trainer = Trainer(cfg, tmp_path / "v2", conditioned, "cpu", es)
+    trainer = Trainer(run_model(cfg, conditioned, 48), cfg, tmp_path / "v2", "cpu", es)
     partial = trainer.warm_start()
-    assert "label_embedding.weight" in partial
+    assert "label.embedding.weight" in partial
     assert any(n.endswith("conv_branch.0.weight") for n in partial)
     src, new = load_checkpoint(tmp_path / "v1", weights="checkpoint.pt"), trainer.model.eval()
     x = torch.rand(6, 1, 48, 48) - 0.5
@@ -147,16 +155,16 @@ def test_warm_start_from_a_top_prior_model_is_exact_then_learns_the_label(es, tm
         z = trainer.model.encode(x, 0)
         assert (trainer.model.decode(z, 3) - x).abs().max() > 1e-4
     # a source of another architecture is refused with the file named
-    other = Trainer(TrainConfig(steps=1, **QUICK), tmp_path / "wide",
-                    {**TINY, "hidden_channels": 4}, "cpu", es)
+    other = Trainer(run_model(TrainConfig(steps=1, **QUICK), {**TINY, "hidden_channels": 4}, 48),
+                    TrainConfig(steps=1, **QUICK), tmp_path / "wide", "cpu", es)
     other.fit()
-    bad = Trainer(TrainConfig(steps=1, init_from=str(tmp_path / "wide"), **QUICK),
-                  tmp_path / "bad", conditioned, "cpu", es)
+    wide = TrainConfig(steps=1, init_from=str(tmp_path / "wide"), **QUICK)
+    bad = Trainer(run_model(wide, conditioned, 48), wide, tmp_path / "bad", "cpu", es)
     with pytest.raises(CheckpointError, match=r"wide/best.pt: cannot start this run"):
         bad.warm_start()
     with pytest.raises(FileNotFoundError, match=r"none: no weights \(model.pt"):
-        Trainer(TrainConfig(steps=1, init_from=str(tmp_path / "none"), **QUICK),
-                tmp_path / "c", conditioned, "cpu", es).warm_start()
+        none = TrainConfig(steps=1, init_from=str(tmp_path / "none"), **QUICK)
+        Trainer(run_model(none, conditioned, 48), none, tmp_path / "c", "cpu", es).warm_start()
 
 
 def _train_cmd(out: Path, steps: int, extra: dict | None = None) -> list[str]:
@@ -206,7 +214,8 @@ def test_ddp_two_processes_match_one(data_env, tmp_path):
 
 
 def test_nonfinite_losses_are_skipped_then_stop(es, tmp_path, monkeypatch):
-    trainer = Trainer(TrainConfig(steps=5, max_nonfinite=3, **QUICK), tmp_path, TINY, "cpu", es)
+    trainer = Trainer(run_model(TrainConfig(steps=5, max_nonfinite=3, **QUICK), TINY, 48),
+                      TrainConfig(steps=5, max_nonfinite=3, **QUICK), tmp_path, "cpu", es)
     real = trainer.model.log_prob
     calls = {"n": 0}
 
@@ -219,7 +228,8 @@ def test_nonfinite_losses_are_skipped_then_stop(es, tmp_path, monkeypatch):
     state = trainer.fit()
     assert state.step == 5 and state.skipped_total == 2
     monkeypatch.setattr(trainer.model, "log_prob", lambda x, y=None: real(x, y) * float("nan"))
-    trainer2 = Trainer(TrainConfig(steps=5, max_nonfinite=3, **QUICK), tmp_path / "x", TINY,
+    trainer2 = Trainer(run_model(TrainConfig(steps=5, max_nonfinite=3, **QUICK), TINY, 48),
+                       TrainConfig(steps=5, max_nonfinite=3, **QUICK), tmp_path / "x",
                        "cpu", es)
     monkeypatch.setattr(trainer2.model, "log_prob", lambda x, y=None: real(x, y) * float("inf"))
     with pytest.raises(FloatingPointError, match="3 consecutive non-finite"):
@@ -280,7 +290,7 @@ def test_cli_evaluates_guided_samples_and_swap_edits(data_env, tmp_path):
     """A run trained with label dropout is sampled and swap-edited at every guidance scale
     asked for, each row labelled with its scale; a run without a null label refuses guidance."""
     guided, plain = tmp_path / "guided", tmp_path / "plain"
-    conditioned = {**TINY, "split_conditioning": True, "coupling_conditioning": True}
+    conditioned = {**TINY, "label": {"splits": True, "couplings": True}}
     for out, extra in ((guided, {"label_dropout": 0.15}), (plain, {})):
         config = {"train": {**QUICK, "steps": 3, **extra}, "model": conditioned}
         subprocess.run([sys.executable, "-m", "bplf", "train", "--config", json.dumps(config),
@@ -366,13 +376,16 @@ def test_noise_and_averaged_weights_resume_exactly_and_are_exported(es, tmp_path
     one (weights, averaged weights, the noise drawn); the average is what is selected,
     evaluated, exported and loaded, with the training noise std beside it."""
     from bplf.pretrained import export_model
-    from bplf.train import load_checkpoint, read_checkpoint
+    from bplf.runs import load_checkpoint, read_checkpoint
 
     opts = {**QUICK, "noise_std": 0.02, "ema_decay": 0.9}
-    straight = Trainer(TrainConfig(steps=6, **opts), tmp_path / "a", TINY, "cpu", es)
+    straight = Trainer(run_model(TrainConfig(steps=6, **opts), TINY, 48),
+                       TrainConfig(steps=6, **opts), tmp_path / "a", "cpu", es)
     straight.fit()
-    Trainer(TrainConfig(steps=3, **opts), tmp_path / "b", TINY, "cpu", es).fit()
-    resumed = Trainer(TrainConfig(steps=6, **opts), tmp_path / "b", TINY, "cpu", es)
+    Trainer(run_model(TrainConfig(steps=3, **opts), TINY, 48),
+            TrainConfig(steps=3, **opts), tmp_path / "b", "cpu", es).fit()
+    resumed = Trainer(run_model(TrainConfig(steps=6, **opts), TINY, 48),
+                      TrainConfig(steps=6, **opts), tmp_path / "b", "cpu", es)
     resumed.fit(resume=True)
     for name in ("model", "ema"):
         a, b = (read_checkpoint(t.out / "checkpoint.pt")[name] for t in (straight, resumed))
@@ -380,7 +393,8 @@ def test_noise_and_averaged_weights_resume_exactly_and_are_exported(es, tmp_path
     ckpt = read_checkpoint(straight.out / "checkpoint.pt")
     assert any(not torch.equal(ckpt["model"][k], ckpt["ema"][k]) for k in ckpt["model"])
     # the noise changes the batches: the same run without it trains other weights
-    clean = Trainer(TrainConfig(steps=6, **{**opts, "noise_std": 0.0}), tmp_path / "c", TINY,
+    clean = Trainer(run_model(TrainConfig(steps=6, **{**opts, "noise_std": 0.0}), TINY, 48),
+                    TrainConfig(steps=6, **{**opts, "noise_std": 0.0}), tmp_path / "c",
                     "cpu", es)
     clean.fit()
     other = read_checkpoint(clean.out / "checkpoint.pt")["ema"]

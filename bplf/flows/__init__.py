@@ -5,6 +5,7 @@ from bplf.flows.actnorm import ActNorm
 from bplf.flows.base import FlowModule, FlowSequence
 from bplf.flows.coupling import MIN_SCALE, BiParallelAffineCoupling, CouplingCondition
 from bplf.flows.invconv import InvConv1x1
+from bplf.flows.label import Label, LabelConfig
 from bplf.flows.pca import PCALayer
 from bplf.flows.permutation import Permutation
 from bplf.flows.prior import ClassConditionalPrior, gaussian_log_prob, gaussian_sample
@@ -20,6 +21,8 @@ __all__ = [
     "FlowModule",
     "FlowSequence",
     "InvConv1x1",
+    "Label",
+    "LabelConfig",
     "PCALayer",
     "Permutation",
     "Split",

@@ -7,6 +7,8 @@ import math
 import torch
 from torch import Tensor, nn
 
+from bplf.flows.label import check_labels, null_offset
+
 LOG_2PI = math.log(2 * math.pi)
 
 
@@ -24,12 +26,6 @@ def gaussian_sample(mean: Tensor, log_std: Tensor, temperature: float = 1.0,
     return mean + temperature * log_std.exp() * eps.to(mean.device)
 
 
-def class_offset(table: Tensor, y: Tensor) -> Tensor:
-    """``table[y]`` for a (K, ...) table of per-class offsets, where label K, the null label of
-    label dropout and guidance, has no offset."""
-    return torch.cat([table, torch.zeros_like(table[:1])])[y]
-
-
 class ClassConditionalPrior(nn.Module):
     """Diagonal Gaussian over the top latent, with a learned mean and log-std per class.
 
@@ -40,8 +36,8 @@ class ClassConditionalPrior(nn.Module):
     trained by every conditional step since each class prior is an offset from it. (It is *not*
     the class mixture p(x) = sum_k p(k) p(x | k); compute that from per-class log-probabilities.)
 
-    With ``null_label`` the label ``num_classes`` is accepted too and means the base Gaussian for
-    that sample (the null label of label dropout and guidance).
+    With ``null_label`` the label ``num_classes`` is accepted too: the null label
+    (``bplf.flows.label``), the base Gaussian for that sample.
     """
 
     def __init__(self, shape: tuple[int, int, int], num_classes: int = 0,
@@ -57,40 +53,27 @@ class ClassConditionalPrior(nn.Module):
         self.class_mean = nn.Parameter(torch.zeros(num_classes, *shape))
         self.class_log_std = nn.Parameter(torch.zeros(num_classes, *shape))
 
-    def _labels(self, y, n: int | None = None) -> Tensor | None:
-        if y is None:
-            return None
-        if self.num_classes == 0:
-            raise ValueError("this prior is unconditional (num_classes=0): pass y=None")
-        y = torch.as_tensor(y, dtype=torch.long, device=self.base_mean.device)
-        if y.ndim == 0:
-            y = y.expand(1 if n is None else n)
-        if n is not None and y.shape != (n,):
-            raise ValueError(f"expected {n} labels, got shape {tuple(y.shape)}")
-        # (checked on CPU labels only: on a GPU the check would stall every step)
-        top = self.num_classes + self.null_label
-        if not y.is_cuda and len(y) and (int(y.min()) < 0 or int(y.max()) >= top):
-            raise ValueError(f"labels must lie in [0, {top}), got {y.tolist()}")
-        return y
+    def labels(self, y: Tensor | int | None, n: int | None = None) -> Tensor | None:
+        """``y`` checked as labels of this prior (``bplf.flows.label.check_labels``)."""
+        return check_labels(y, self.num_classes, self.null_label, n, self.base_mean.device)
 
     def params(self, y: Tensor | int | None = None) -> tuple[Tensor, Tensor]:
         """``(mean, log_std)`` of the top latent: shape (N, C, H, W) for N labels, (1, C, H, W)
         for one int label or for ``y=None`` (the base Gaussian)."""
-        y = self._labels(y)
+        y = self.labels(y)
         if y is None:
             return self.base_mean, self.base_log_std
-        # (label num_classes, accepted only with null_label, is the base Gaussian)
-        return (self.base_mean + class_offset(self.class_mean, y),
-                self.base_log_std + class_offset(self.class_log_std, y))
+        return (self.base_mean + null_offset(self.class_mean, y),
+                self.base_log_std + null_offset(self.class_log_std, y))
 
     def log_prob(self, z: Tensor, y: Tensor | int | None = None) -> Tensor:
         """log p(z | y) in nats, per sample -> (N,)."""
-        mean, log_std = self.params(self._labels(y, len(z)))
+        mean, log_std = self.params(self.labels(y, len(z)))
         return gaussian_log_prob(z, mean, log_std)
 
     def sample(self, n: int, y: Tensor | int | None = None, temperature: float = 1.0,
                generator: torch.Generator | None = None) -> Tensor:
         """``n`` top latents drawn at ``temperature``, of class ``y`` (None, int or (n,) labels)."""
-        mean, log_std = self.params(self._labels(y, n))
+        mean, log_std = self.params(self.labels(y, n))
         mean, log_std = mean.expand(n, *self.shape), log_std.expand(n, *self.shape)
         return gaussian_sample(mean, log_std, temperature, generator)

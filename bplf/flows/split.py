@@ -6,7 +6,8 @@ import torch
 from torch import Tensor, nn
 
 from bplf.flows.base import FlowModule
-from bplf.flows.prior import class_offset, gaussian_log_prob, gaussian_sample
+from bplf.flows.label import null_offset
+from bplf.flows.prior import gaussian_log_prob, gaussian_sample
 
 
 class Split(FlowModule):
@@ -22,7 +23,7 @@ class Split(FlowModule):
     per class (``class_mean``, ``class_log_std``, shape (K, C//2, size, size), zero at init) is
     added to the mean and log-std. Labels ``y`` are (N,) ints; ``y=None`` and the null label
     ``num_classes`` mean no offset (an unconditioned split ignores ``y``). ``forward`` takes
-    the labels as ``cond``; ``inverse``'s ``cond`` is ``z``.
+    the labels; ``inverse`` the factored-out ``z`` (drawn when None) and the labels.
     """
 
     def __init__(self, channels: int, num_classes: int = 0, size: int | None = None):
@@ -48,9 +49,8 @@ class Split(FlowModule):
         """``(mean, log_std)`` of the factored-out half given the kept half (and the labels)."""
         mean, log_std = self.prior(kept).chunk(2, dim=1)
         if y is not None and self.class_mean is not None:
-            y = torch.as_tensor(y, dtype=torch.long, device=kept.device)
-            mean = mean + class_offset(self.class_mean, y)
-            log_std = log_std + class_offset(self.class_log_std, y)
+            mean = mean + null_offset(self.class_mean, y)
+            log_std = log_std + null_offset(self.class_log_std, y)
         return mean, log_std
 
     def log_prob(self, z: Tensor, kept: Tensor, y: Tensor | int | None = None) -> Tensor:
@@ -72,11 +72,14 @@ class Split(FlowModule):
         """Draw ``z`` given the kept half: ``mean + temperature * std * eps``."""
         return gaussian_sample(*self.prior_params(kept, y), temperature, generator)
 
-    def forward(self, x: Tensor, cond: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        kept, _, logp = self.split(x, cond)
+    def forward(self, x: Tensor, y: Tensor | int | None = None) -> tuple[Tensor, Tensor]:
+        """``(kept half, log p(z | kept, y))``: the flow convention, the log-prior in the
+        ``logdet`` slot."""
+        kept, _, logp = self.split(x, y)
         return kept, logp
 
-    def inverse(self, y: Tensor, cond: Tensor | None = None) -> Tensor:
-        """``cond`` is the factored-out ``z``; if None it is drawn from the conditional prior."""
-        z = self.sample(y) if cond is None else cond
-        return self.merge(y, z)
+    def inverse(self, kept: Tensor, z: Tensor | None = None, y: Tensor | int | None = None,
+                temperature: float = 1.0) -> Tensor:
+        """The full tensor from the kept half and ``z``; ``z=None`` draws it from the prior
+        given ``kept`` and the labels ``y`` at ``temperature``."""
+        return self.merge(kept, self.sample(kept, temperature, y=y) if z is None else z)
