@@ -368,7 +368,8 @@ def tidy_rows(report: dict) -> list[dict]:
       and ``guidance`` label): ``sample_accuracy``, ``sample_fd`` and ``sample_<column>`` for
       what a person sees (``PERSON_COLUMNS``);
     * per edit method, guidance and intensity: ``edit_hit_rate``, ``edit_face_rate``,
-      ``edit_joint_rate``, ``edit_ssim``, ``edit_rmse``;
+      ``edit_joint_rate``, ``edit_ssim``, ``edit_rmse`` (older reports: hit-rates per intensity
+      and SSIM and RMSE at one);
     * the references: ``same_person_ssim`` and ``same_person_rmse`` (pairs of photos of one
       person, ``faces.same_person_reference``), ``edit_input_face_rate``."""
     rows: list[dict] = []
@@ -401,6 +402,17 @@ def tidy_rows(report: dict) -> list[dict]:
             if column in r:
                 row(f"sample_{column}", r[column], r["n"], **where)
     for e in report.get("edits", []):
+        if "identity" in e:  # the older format: hit-rates per intensity (each face toward all
+            kept = e["identity"]  # 7 emotions) and the identity kept at one intensity
+            where = {"generator": "model", "method": e["method"],
+                     "guidance": guidance_name(e["guidance"])}
+            for a, hits in e["hit_rate"].items():
+                row("edit_hit_rate", hits, kept["n"] * len(EMOTIONS), **where,
+                    intensity=float(a))
+            for metric in ("ssim", "rmse"):
+                row(f"edit_{metric}", kept[f"edit_{metric}"], kept["n"], **where,
+                    intensity=kept["intensity"])
+            continue
         where = {"generator": "model", "method": e["method"], "guidance": e["guidance"],
                  "intensity": e["intensity"]}
         for metric in ("hit_rate", "face_rate", "joint_rate", "ssim", "rmse"):
