@@ -301,7 +301,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     p.add_argument("--configs", nargs="+", help="only these configs of the grid")
     p.add_argument("--per-emotion", type=int, default=300, help="samples per emotion and setting")
-    p.add_argument("--edit-faces", type=int, default=200, help="test faces edited toward all 7")
+    p.add_argument("--edit-faces", type=int, default=200,
+                   help="test faces, each edited toward the 6 other emotions")
     p.add_argument("--threads", type=int)
     p.add_argument("--workers", type=int, default=1, help="runs evaluated at once")
     p.set_defaults(func=cmd_ablate_fidelity)

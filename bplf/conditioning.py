@@ -1,21 +1,28 @@
 """The conditioning experiment (issue "expressions that read"; notebook 06): for every run of an
 ablation grid, how well its samples and edits show the emotion, beside its test bpd.
 
-Each run (its ``best.pt``) is measured on the test split:
+Each run (its ``best.pt``) is measured on the test split by the one evaluator,
+``bplf.evaluate.evaluate_checkpoint`` (``evaluate_run`` keeps the model's rows of its
+``tidy_rows``):
 
 * ``test_bpd`` per source, emotion summed out (``source="all"``: weighted by faces), and
   ``generative_accuracy``: the flow's own classifier argmax_y log p(x|y), balanced, per source;
 * ``sample_accuracy`` and ``sample_fd``: the repo classifier's balanced accuracy on samples
   drawn for each emotion (chance 1/7) and their Fréchet distance to the real test faces, per
-  temperature, and per guidance scale for runs trained with label dropout (a guided sample is
-  not a draw from the model's density);
-* ``edit_hit_rate`` at intensity 1 (each test face edited toward all 7 emotions) and the
-  identity kept, ``edit_ssim`` and ``edit_rmse`` to the input, per editing method (and guidance
-  for ``swap``); ``different_person_ssim``/``_rmse``: two real faces of the same emotion.
+  temperature, and per scale of the coupling rule for runs trained with label dropout (a guided
+  sample is not a draw from the model's density), beside what a person sees;
+* ``edit_hit_rate`` at intensity 1 and the identity kept, ``edit_ssim`` and ``edit_rmse`` to the
+  input, per editing method (and guidance for ``swap``); ``same_person_ssim``/``_rmse``: two
+  real photos of one person, the reference of the one keeps-the-person rule
+  (``bplf.metrics.faces.keeps_person``).
 
-Rows are tidy, one figure each, in ``results/ablations/<budget>/<grid>-fidelity.csv``; a rerun
-evaluates only the runs not in it. ``summary`` and ``verdicts`` turn them into the table and
-the decisions of notebook 06, by the ablations' noise rule (``bplf.experiments.compare``).
+The committed ``cpu-long`` rows were measured before the one evaluator: their edits went toward
+all 7 emotions (the face's own included) and their SSIM and RMSE toward one other emotion per
+face, and they carry ``different_person_ssim``/``_rmse`` (two real faces of one emotion); their
+same-person reference rows were added later (``with_reference``). Rows are tidy, one figure
+each, in ``results/ablations/<budget>/<grid>-fidelity.csv`` (``experiments.read_fidelity``); a
+rerun evaluates only the runs not in it. ``summary`` and ``verdicts`` turn them into the table
+and the decisions of notebook 06, by the ablations' noise rule (``bplf.stats``).
 """
 
 from __future__ import annotations
@@ -31,103 +38,87 @@ import pandas as pd
 import torch
 
 from bplf.data import EMOTIONS, EmotionSet, load_emotion_set
-from bplf.experiments import RESULTS_DIR, RUNS_DIR, compare, finished, grid_runs, verdict
-from bplf.metrics.fidelity import binomial_se
+from bplf.evaluate import Sweep, evaluate_checkpoint, tidy_rows
+from bplf.experiments import (
+    FIDELITY_COLUMNS,
+    RESULTS_DIR,
+    RUNS_DIR,
+    finished,
+    grid_runs,
+    read_fidelity,
+)
+from bplf.guidance import Guidance
+from bplf.metrics.faces import keeps_person, same_person_reference
+from bplf.settings import setup_cpu
+from bplf.stats import NOISE_SES, compare, rate_estimate, verdict
 from bplf.utils import atomic_write, progress
 
-COLUMNS = ["grid", "config", "seed", "metric", "source", "method", "temperature", "guidance",
-           "value", "n"]
 TEMPERATURES = (0.5, 0.7, 1.0)
 GUIDANCE = (1.0, 2.0, 3.0, 5.0, 8.0)
+#: the editing methods the committed grid measured
+METHODS = ("mean", "prior", "swap")
 CHANCE = 1 / len(EMOTIONS)
 
 
 @dataclasses.dataclass
 class FidelityConfig:
     """How much of each measurement: samples per emotion and temperature, test faces edited
-    (each toward all 7 emotions), train faces per emotion for the ``mean`` method's latents."""
+    (each toward the 6 other emotions), train faces per emotion for the ``mean`` method's
+    latents; the temperatures, the scales of the coupling rule and the editing methods."""
 
     per_emotion: int = 300
     edit_faces: int = 200
     mean_faces: int = 200
     temperatures: tuple[float, ...] = TEMPERATURES
     guidance: tuple[float, ...] = GUIDANCE
+    methods: tuple[str, ...] = METHODS
+
+    def sweep(self) -> Sweep:
+        """The settings measured: every temperature at every scale of the coupling rule; each
+        method at intensity 1, ``swap`` at every scale (``evaluate_checkpoint`` drops what a
+        run cannot do: guidance without a trained null label, ``swap`` without
+        label-conditioned couplings)."""
+        scales = [Guidance(coupling=g) for g in self.guidance]
+        return Sweep([(t, g) for g in scales for t in self.temperatures],
+                     [(m, g, (1.0,)) for m in self.methods
+                      for g in (scales if m == "swap" else [Guidance()])])
 
 
-@torch.no_grad()
 def evaluate_run(run: Path | str, es: EmotionSet, cfg: FidelityConfig | None = None,
                  classifier: Path | str | None = None) -> list[dict]:
-    """The rows of one run (without its grid, config and seed), on ``es``'s test split."""
-    from bplf.editing import latent_means, sample_faces
-    from bplf.evaluate import bpd_report
-    from bplf.likelihood import dequantize
-    from bplf.metrics import load_classifier
-    from bplf.metrics.fidelity import _compare, _scores, edit_accuracy, identity_report
-    from bplf.runs import load_checkpoint
-
+    """The rows of one run (without its grid, config and seed), on ``es``'s test split: the
+    model's ``bplf.evaluate.tidy_rows`` of ``evaluate_checkpoint`` at ``cfg.sweep()`` (no floor),
+    with the guidance as the coupling rule's scale."""
     cfg = cfg or FidelityConfig()
-    model = load_checkpoint(run, "cpu").eval()
-    scales = cfg.guidance if model.guidable else (1.0,)
-    judge = load_classifier(classifier, "cpu")
-    test = es.select(split="test")
-    train_labels = es.select(split="train").labels
-    prior = np.bincount(train_labels, minlength=len(EMOTIONS)) / len(train_labels)
-    rows: list[dict] = []
-
-    def row(metric: str, value: float, n: int, source: str = "all", method: str = "",
-            temperature: float = np.nan, guidance: float = np.nan) -> None:
-        rows.append({"metric": metric, "source": source, "method": method,
-                     "temperature": temperature, "guidance": guidance, "value": float(value),
-                     "n": n})
-
-    bits, n = 0.0, 0
-    for source in sorted(set(test.source)):
-        sub = test.select(source=source)
-        r = bpd_report(model, sub.images, sub.labels, prior)
-        row("test_bpd", r["marginal_bpd"], r["n"], source)
-        row("generative_accuracy", r["generative_accuracy"]["balanced_accuracy"], r["n"], source)
-        bits, n = bits + r["marginal_bpd"] * r["n"], n + r["n"]
-    row("test_bpd", bits / n, n)
-
-    ref, _ = _scores(judge, dequantize(test.images, centre=True), test.labels)
-    weights = np.bincount(test.labels, minlength=len(EMOTIONS)) / len(test)
-    for g in scales:
-        for t in cfg.temperatures:
-            images, y = sample_faces(model, cfg.per_emotion, t, seed=0, guidance=g)
-            feats, acc = _scores(judge, dequantize(images, centre=True), y)
-            row("sample_accuracy", acc["accuracy"], len(y), temperature=t, guidance=g)
-            row("sample_fd", _compare(feats, y, ref, test.labels, weights)["fd"], len(y),
-                temperature=t, guidance=g)
-
-    faces = test.subsample(cfg.edit_faces, seed=0)
-    means = latent_means(model, es, per_emotion=cfg.mean_faces)
-    for method in model.edit_methods:
-        for g in scales if method == "swap" else (1.0,):
-            hits = edit_accuracy(model, judge, faces.images, faces.labels, means, (1.0,), method,
-                                 g)[1.0]
-            kept = identity_report(model, faces.images, faces.labels, means, method, 1.0, g)
-            edits = len(faces) * model.config.num_classes
-            row("edit_hit_rate", hits, edits, method=method, guidance=g)
-            row("edit_ssim", kept["edit_ssim"], len(faces), method=method, guidance=g)
-            row("edit_rmse", kept["edit_rmse"], len(faces), method=method, guidance=g)
-    row("different_person_ssim", kept["different_person_ssim"], len(faces))
-    row("different_person_rmse", kept["different_person_rmse"], len(faces))
-    return rows
+    report = evaluate_checkpoint(run, device="cpu", classifier=classifier,
+                                 n_per_emotion=cfg.per_emotion, edit_faces=cfg.edit_faces,
+                                 sweep=cfg.sweep(), emotion_set=es, floor=False,
+                                 mean_faces=cfg.mean_faces)
+    scale = {Guidance(coupling=g).label(): g for g in cfg.guidance} | {"": np.nan}
+    return [{k: r[k] for k in FIDELITY_COLUMNS if k in r} | {"guidance": scale[r["guidance"]]}
+            for r in tidy_rows(report) if r["generator"] in ("", "model")]
 
 
 def _evaluate_one(run: Path, cfg: FidelityConfig, threads: int) -> list[dict]:
     """``evaluate_run`` in a worker process on ``threads`` CPU threads."""
-    from bplf.settings import setup_cpu
-
     torch.set_num_threads(threads)
     setup_cpu()
     return evaluate_run(run, load_emotion_set(), cfg)
 
 
-def read_fidelity(grid: str, budget: str, results_dir: Path | str | None = None) -> pd.DataFrame:
-    """The fidelity rows of a grid under a budget (empty if none yet)."""
-    path = Path(results_dir or RESULTS_DIR / budget) / f"{grid}-fidelity.csv"
-    return pd.read_csv(path) if path.exists() else pd.DataFrame(columns=COLUMNS)
+def with_reference(rows: pd.DataFrame, reference: dict) -> pd.DataFrame:
+    """``rows`` with the same-person reference (``faces.same_person_reference`` of the faces
+    evaluated on) added to every run that lacks it: rows written before it was measured."""
+    runs = rows[["grid", "config", "seed"]].drop_duplicates()
+    have = rows.loc[rows["metric"] == "same_person_ssim", ["grid", "config", "seed"]]
+    missing = runs.merge(have, how="left", indicator=True).query("_merge == 'left_only'")
+    new = [{"grid": g, "config": c, "seed": s, "metric": f"same_person_{m}", "source": "all",
+            "method": np.nan, "temperature": np.nan, "guidance": np.nan,
+            "value": reference[m], "n": reference["n"]}
+           for g, c, s in missing[["grid", "config", "seed"]].itertuples(index=False)
+           for m in ("ssim", "rmse")]
+    return pd.concat([rows, pd.DataFrame(new, columns=FIDELITY_COLUMNS)], ignore_index=True) \
+        if new else rows
 
 
 def evaluate_grid(grid: str, budget: str, seeds: tuple[int, ...] = (0, 1),
@@ -137,11 +128,13 @@ def evaluate_grid(grid: str, budget: str, seeds: tuple[int, ...] = (0, 1),
     """Evaluate every trained run of ``grid`` under ``budget`` not yet in its fidelity file,
     ``workers`` at a time (one process and thread each; ``emotion_set`` in this process only);
     returns all rows. A run not trained to the end is refused (train it with
-    ``python -m bplf ablate`` first)."""
+    ``python -m bplf ablate`` first). Runs in the file without the same-person reference get
+    it (``with_reference``), from ``emotion_set``."""
     cfg = cfg or FidelityConfig()
     _, runs = grid_runs(grid, budget, seeds, configs, runs_dir)
     results_dir = Path(results_dir or RESULTS_DIR / budget)
-    done = read_fidelity(grid, budget, results_dir)
+    path = results_dir / f"{grid}-fidelity.csv"
+    done = read_fidelity(budget, grid, results_dir)
     have = set(zip(done["config"], done["seed"], strict=True))
     for name, seed, train, _, out in runs:
         if (name, seed) not in have and not finished(out, train.steps):
@@ -149,13 +142,19 @@ def evaluate_grid(grid: str, budget: str, seeds: tuple[int, ...] = (0, 1),
                              f"all {train.steps} steps; run python -m bplf ablate --grid {grid} "
                              f"--budget {budget} first")
     todo = [(name, seed, out) for name, seed, _, _, out in runs if (name, seed) not in have]
+    es = emotion_set or load_emotion_set()
 
-    def write(name: str, seed: int, rows: list[dict]) -> None:
+    def write(table: pd.DataFrame) -> None:
+        atomic_write(path, lambda tmp: table.to_csv(tmp, index=False, quoting=csv.QUOTE_MINIMAL))
+
+    completed = with_reference(done, same_person_reference(es)) if len(done) else done
+    if len(completed) > len(done):
+        write(completed)
+
+    def add(name: str, seed: int, rows: list[dict]) -> None:
         new = pd.DataFrame([{"grid": grid, "config": name, "seed": seed, **r} for r in rows],
-                           columns=COLUMNS)
-        table = pd.concat([read_fidelity(grid, budget, results_dir), new], ignore_index=True)
-        atomic_write(results_dir / f"{grid}-fidelity.csv",
-                     lambda tmp: table.to_csv(tmp, index=False, quoting=csv.QUOTE_MINIMAL))
+                           columns=FIDELITY_COLUMNS)
+        write(pd.concat([read_fidelity(budget, grid, results_dir), new], ignore_index=True))
 
     if workers > 1:
         context = multiprocessing.get_context("spawn")
@@ -163,12 +162,11 @@ def evaluate_grid(grid: str, budget: str, seeds: tuple[int, ...] = (0, 1),
             jobs = {(name, seed): pool.submit(_evaluate_one, out, cfg, 1)
                     for name, seed, out in todo}
             for (name, seed), job in progress(jobs.items(), desc="runs"):
-                write(name, seed, job.result())
+                add(name, seed, job.result())
     else:
-        es = emotion_set or load_emotion_set()
         for name, seed, out in progress(todo, desc="runs"):
-            write(name, seed, evaluate_run(out, es, cfg))
-    return read_fidelity(grid, budget, results_dir)
+            add(name, seed, evaluate_run(out, es, cfg))
+    return read_fidelity(budget, grid, results_dir)
 
 
 def _per_seed(rows: pd.DataFrame, metric: str, **where) -> pd.DataFrame:
@@ -184,27 +182,28 @@ def best_setting(rows: pd.DataFrame, metric: str, by: list[str], **where) -> pd.
     highest seed-mean ``metric``, and that setting's per-seed rows (columns config, seed,
     value, n and ``by``)."""
     chosen = _per_seed(rows, metric, **where)
+    columns = ["config", "seed", "value", "n", *by]
+    if chosen.empty:
+        return chosen[columns]
     means = chosen.groupby(["config", *by], dropna=False)["value"].mean().reset_index()
     best = means.loc[means.groupby("config")["value"].idxmax(), ["config", *by]]
-    return chosen.merge(best, on=["config", *by])[["config", "seed", "value", "n", *by]]
+    return chosen.merge(best, on=["config", *by])[columns]
 
 
 def kept_edits(rows: pd.DataFrame) -> pd.DataFrame:
-    """The edit hit-rate rows of the settings (config, method, guidance) that keep the person:
-    edited faces closer to their inputs, in seed-mean SSIM and RMSE, than two different real
-    faces of the same emotion are to each other. A hit-rate bought by replacing the face does
-    not count."""
+    """The edit hit-rate rows of the settings (config, method, guidance) that keep the person
+    by the one rule, ``bplf.metrics.faces.keeps_person``: seed-mean SSIM to the input at least
+    the same-person reference (the ``same_person_ssim`` rows, two real photos of one person). A
+    hit-rate bought by replacing the face does not count."""
     key = ["config", "method", "guidance"]
+    reference = _per_seed(rows, "same_person_ssim").groupby("config")["value"].mean()
+    if reference.empty:
+        raise ValueError("the rows have no same_person_ssim reference: evaluate_grid adds it")
     ssim = _per_seed(rows, "edit_ssim").groupby(key)["value"].mean()
-    rmse = _per_seed(rows, "edit_rmse").groupby(key)["value"].mean()
-    ref = rows[rows["metric"].str.startswith("different_person")].groupby(
-        ["config", "metric"])["value"].mean().unstack()
-    configs = ssim.index.get_level_values("config")
-    kept = ((ssim.to_numpy() > ref.loc[configs, "different_person_ssim"].to_numpy())
-            & (rmse.reindex(ssim.index).to_numpy()
-               < ref.loc[configs, "different_person_rmse"].to_numpy()))
-    hits = _per_seed(rows, "edit_hit_rate")
-    return hits.merge(ssim.index[kept].to_frame(index=False), on=key)
+    kept = [keeps_person(value, {"ssim": reference.get(setting[0], np.nan)})
+            for setting, value in ssim.items()]
+    return _per_seed(rows, "edit_hit_rate").merge(ssim.index[kept].to_frame(index=False),
+                                                  on=key)
 
 
 def _spread(values: pd.DataFrame) -> pd.DataFrame:
@@ -249,41 +248,14 @@ VERDICT_COLUMNS = ["config", "fidelity diff", "fidelity se", "better fidelity?",
                    "goal met?"]
 
 
-def rate(values: pd.DataFrame) -> tuple[float, float, int]:
-    """The seed mean of a rate (a share of ``n`` samples or edits per seed), its standard
-    error, and the number of seeds. The error is the seed spread's or the binomial error of all
-    the samples behind the mean, whichever is larger: two seeds can agree by luck, but no mean
-    of a few thousand samples is known better than the binomial error."""
-    p, seeds = float(values["value"].mean()), len(values)
-    binomial = binomial_se(p, values["n"].sum())
-    spread = float(values["value"].std() / np.sqrt(seeds)) if seeds > 1 else 0.0
-    return p, max(spread, binomial), seeds
-
-
-def compare_rates(values: pd.DataFrame, a: str, b: str) -> dict:
-    """``experiments.compare`` for rates (higher is better), with ``rate``'s standard errors:
-    ``diff`` is b's mean minus a's (negative: ``a`` is better), so ``experiments.verdict``
-    reads it as it reads bpd."""
-    pa, sa, na = rate(values[values["config"] == a])
-    pb, sb, nb = rate(values[values["config"] == b])
-    se = float(np.hypot(sa, sb))
-    enough = na > 1 and nb > 1
-    return {"a": a, "b": b, "diff": pb - pa, "se": se, "seeds": (na, nb),
-            "within_noise": bool(abs(pb - pa) < 2 * se) if enough else None}
-
-
-VERDICT_COLUMNS = ["config", "fidelity diff", "fidelity se", "better fidelity?", "edit diff",
-                   "edit se", "better edits?", "bpd diff", "bpd se", "bpd within 0.05?",
-                   "goal met?"]
-
-
 def verdicts(rows: pd.DataFrame, baseline: str = "top-prior") -> pd.DataFrame:
-    """Every config against ``baseline`` by the noise rule (a difference beyond 2 standard
-    errors; for rates, ``compare_rates``): better sample fidelity (each at its best setting),
-    better edit hit-rate (its best setting that keeps the person, ``kept_edits``), and a test
-    bpd no worse than 0.05 above the baseline's; and the issue's goal: fidelity and hit-rate
-    margins over chance at least twice the baseline's, both better beyond noise, bpd within
-    0.05."""
+    """Every config against ``baseline`` by the noise rule (``bplf.stats``; differences are the
+    config's mean minus the baseline's): better sample fidelity (each at its best setting) and
+    better edit hit-rate (its best setting that keeps the person, ``kept_edits``), rates higher
+    is better; a test bpd no worse than 0.05 above the baseline's; and the issue's goal:
+    fidelity and hit-rate margins over chance at least twice the baseline's, both better beyond
+    noise, bpd within 0.05. A config none of whose edits keeps the person has no edit verdict
+    ("inconclusive") and does not meet the goal."""
     fid = best_setting(rows, "sample_accuracy", ["temperature", "guidance"])
     edits = best_setting(kept_edits(rows), "edit_hit_rate", ["method", "guidance"])
     bpd = _per_seed(rows, "test_bpd", source="all")[["config", "seed", "value"]]
@@ -292,27 +264,29 @@ def verdicts(rows: pd.DataFrame, baseline: str = "top-prior") -> pd.DataFrame:
     for config in dict.fromkeys(rows["config"]):
         if config == baseline:
             continue
-        f, e = compare_rates(fid, config, baseline), compare_rates(edits, config, baseline)
-        b = compare(bpd, config, baseline)
+        f, b = compare(fid, config, baseline, rate=True), compare(bpd, config, baseline)
+        e = (compare(edits, config, baseline, rate=True) if config in set(edits["config"])
+             else {"diff": np.nan, "se": np.nan, "within_noise": None})
         goal = (mean(fid, config) - CHANCE >= 2 * (mean(fid, baseline) - CHANCE)
                 and mean(edits, config) - CHANCE >= 2 * (mean(edits, baseline) - CHANCE)
                 and b["diff"] <= 0.05 and verdict([f]) == verdict([e]) == "replicates")
-        out.append({"config": config, "fidelity diff": -f["diff"], "fidelity se": f["se"],
-                    "better fidelity?": verdict([f]), "edit diff": -e["diff"],
+        out.append({"config": config, "fidelity diff": f["diff"], "fidelity se": f["se"],
+                    "better fidelity?": verdict([f]), "edit diff": e["diff"],
                     "edit se": e["se"], "better edits?": verdict([e]),
                     "bpd diff": b["diff"], "bpd se": b["se"],
-                    "bpd within 0.05?": bool(b["diff"] <= 0.05), "goal met?": goal})
+                    "bpd within 0.05?": bool(b["diff"] <= 0.05), "goal met?": bool(goal)})
     return pd.DataFrame(out, columns=VERDICT_COLUMNS).set_index("config")
 
 
 def above_chance(rows: pd.DataFrame, config: str = "top-prior") -> pd.DataFrame:
     """Do ``config``'s unguided samples read as their emotion above chance? Per temperature:
     the seed-mean balanced accuracy, its margin over 1/7 and the margin's standard error
-    (``rate``); above chance when the margin exceeds 2 standard errors."""
+    (``bplf.stats.rate_estimate``); above chance when the margin is positive and beyond noise
+    (``NOISE_SES`` standard errors)."""
     fid = _per_seed(rows, "sample_accuracy", config=config, guidance=1.0)
     out = []
     for t, v in fid.groupby("temperature"):
-        p, se, seeds = rate(v)
+        p, se, seeds = rate_estimate(v)
         out.append({"temperature": t, "accuracy": p, "margin": p - CHANCE, "se": se,
-                    "seeds": seeds, "above chance?": bool(p - CHANCE > 2 * se)})
+                    "seeds": seeds, "above chance?": bool(p - CHANCE > NOISE_SES * se)})
     return pd.DataFrame(out).set_index("temperature")

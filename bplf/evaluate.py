@@ -1,6 +1,10 @@
-"""Evaluating a trained flow on the emotion set: bits per dimension and the flow's own
-classification accuracy per source, round trips of every test face, and (with the classifier)
-fidelity of samples and of edits."""
+"""The one evaluator of a trained flow on the emotion set (``evaluate_checkpoint``): bits per
+dimension and the flow's own classification accuracy per source, round trips of every test
+face, and (with the classifier) fidelity of samples per setting and of edits per method,
+guidance and intensity. ``tidy_rows`` flattens its report to one figure per row; ``python -m
+bplf evaluate``, the ablations (``bplf.conditioning``, ``bplf.experiments.read_fidelity``) and
+the notebooks read it.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +17,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bplf.data import EMOTIONS, load_emotion_set
+from bplf.data import EMOTIONS, EmotionSet, load_emotion_set
+from bplf.editing import latent_means
 from bplf.guidance import Guidance
 from bplf.likelihood import bpd_from_log_prob, dequantize, to_uint8
 from bplf.metrics import load_classifier
@@ -21,11 +26,15 @@ from bplf.metrics.faces import face_found, same_person_reference
 from bplf.metrics.fidelity import (
     CEILING,
     FLOOR,
+    PERSON_COLUMNS,
+    edit_sweep,
     fidelity_table,
     generative_accuracy,
+    guidance_name,
     untrained_like,
 )
 from bplf.model import BPLF, DensityModel
+from bplf.runs import load_checkpoint
 from bplf.utils import progress
 
 
@@ -222,18 +231,17 @@ def safe_ranges(report: dict) -> dict:
 
 
 def _edit_rows(path: Path | str, device, classifier, faces: dict, sweep: Sweep,
-               reference: dict, threads: int | None = None) -> list[dict]:
-    """The edit rows of ``evaluate_checkpoint`` (run in a worker process when asked)."""
-    from bplf.editing import latent_means
-    from bplf.metrics import load_classifier
-    from bplf.metrics.fidelity import edit_sweep
-    from bplf.runs import load_checkpoint
+               reference: dict, threads: int | None = None, es: EmotionSet | None = None,
+               mean_faces: int = 200) -> list[dict]:
+    """The edit rows of ``evaluate_checkpoint`` (run in a worker process when asked), the
+    ``mean`` method's latents from ``mean_faces`` train faces per emotion of ``es`` (default:
+    ``load_emotion_set()``)."""
 
     if threads:
         torch.set_num_threads(threads)
     model = load_checkpoint(path, device)
     judge = load_classifier(classifier, device)
-    means = latent_means(model, load_emotion_set(), per_emotion=200)
+    means = latent_means(model, es or load_emotion_set(), per_emotion=mean_faces)
     rows = edit_sweep(model, judge, faces["images"], faces["labels"],
                       [e for e in sweep.edits], reference, means)
     if sweep.gradient_faces:
@@ -248,27 +256,31 @@ def evaluate_checkpoint(path: Path | str, split: str = "test", limit: int | None
                         classifier: Path | str | None = None, n_per_emotion: int = 0,
                         temperatures: tuple[float, ...] = (0.5, 0.7, 1.0),
                         edit_faces: int = 200, guidance: tuple[float, ...] = (1.0,),
-                        sweep: str = "grid", workers: int = 1) -> dict:
+                        sweep: str | Sweep = "grid", workers: int = 1,
+                        emotion_set: EmotionSet | None = None, floor: bool = True,
+                        mean_faces: int = 200) -> dict:
     """Per-source and overall bpd on ``split``, the flow's own classifier per source
     (``bpd_report``), and the round trip of every face evaluated (``round_trip_report``), for a
     run directory. With ``n_per_emotion`` > 0 also, judged by the classifier in ``classifier``
     (default: shipped): the fidelity table (``bplf.metrics.fidelity``: classifier accuracy, FD,
     face rate, joint rate, pair SSIM, precision and recall) of this model at every sample
-    setting and of its untrained floor; the edit rows (``fidelity.edit_sweep``) on
-    ``edit_faces`` faces; the references (real faces, the same person, the edits' inputs); and
-    the ``recommend``-ed settings. ``sweep``: "grid" (``grid_sweep`` of ``temperatures`` and
-    ``guidance``) or "person" (``person_sweep``). Guidance needs a run trained with label
-    dropout (its null label is what guidance extrapolates from). ``workers`` = 2 measures the
-    edits in a second process, one thread each."""
-    from bplf.runs import load_checkpoint
+    setting and (with ``floor``) of its untrained floor; the edit rows
+    (``fidelity.edit_sweep``) on ``edit_faces`` faces; the references (real faces, the same
+    person, the edits' inputs); and the ``recommend``-ed settings. ``sweep``: "grid"
+    (``grid_sweep`` of ``temperatures`` and ``guidance``), "person" (``person_sweep``) or a
+    ``Sweep``. Guidance needs a run trained with label dropout (its null label is what guidance
+    extrapolates from): asked for on the "grid" sweep it is refused, and the "person" sweep or a
+    ``Sweep`` drop their guided settings. ``emotion_set``: the faces (default:
+    ``load_emotion_set()``); ``mean_faces``: train faces per emotion averaged for the ``mean``
+    edit. ``workers`` = 2 measures the edits in a second process, one thread each."""
 
     model = load_checkpoint(path, device)
     guidable = model.guidable
     guidance = tuple(guidance)
-    if any(g != 1.0 for g in guidance) and not guidable:
+    if sweep == "grid" and any(g != 1.0 for g in guidance) and not guidable:
         raise ValueError(f"{path}: trained without label dropout, so it has no null label to "
                          f"guide from; evaluate it at guidance 1 only (got {guidance})")
-    es = load_emotion_set()
+    es = emotion_set or load_emotion_set()
     train_labels = es.select(split="train").labels
     prior = np.bincount(train_labels, minlength=len(EMOTIONS)) / len(train_labels)
     data = es.select(split=split)
@@ -293,16 +305,19 @@ def evaluate_checkpoint(path: Path | str, split: str = "test", limit: int | None
     if n_per_emotion <= 0:
         return report
     methods = model.edit_methods if edit_faces > 0 else ()
-    if sweep == "person":
-        plan = person_sweep(methods)
+    if sweep == "grid":
+        plan = grid_sweep(temperatures, guidance, methods, gradient_faces=min(edit_faces, 14))
+    elif sweep == "person" or isinstance(sweep, Sweep):
+        plan = person_sweep(methods) if sweep == "person" else Sweep(
+            list(sweep.samples), list(sweep.edits), sweep.gradient_faces)
         if not guidable:
             plan.samples = [(t, g) for t, g in plan.samples if not g.active]
             plan.edits = [e for e in plan.edits if not e[1].active]
-    elif sweep == "grid":
-        plan = grid_sweep(temperatures, guidance, methods, gradient_faces=min(edit_faces, 42))
     else:
-        raise ValueError(f"sweep must be 'grid' or 'person', not {sweep!r}")
+        raise ValueError(f"sweep must be 'grid', 'person' or a Sweep, not {sweep!r}")
     plan.edits = [e for e in plan.edits if e[0] in methods]
+    if "gradient" not in methods:
+        plan.gradient_faces = 0
     reference = same_person_reference(es)
     faces = data.subsample(edit_faces, seed=0)
     report["reference"] = {"same_person": reference,
@@ -310,23 +325,100 @@ def evaluate_checkpoint(path: Path | str, split: str = "test", limit: int | None
                                            "face_rate": float(face_found(faces.images).mean())}}
     edit_job = (path, device, classifier, {"images": faces.images, "labels": faces.labels},
                 plan, reference)
+    edit_options = {"es": emotion_set, "mean_faces": mean_faces}
     pool = future = None
     if plan.edits and workers > 1:
         pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
-        future = pool.submit(_edit_rows, *edit_job, threads=1)
+        future = pool.submit(_edit_rows, *edit_job, threads=1, **edit_options)
         torch.set_num_threads(1)
     try:
         name = Path(path).name
         judge = load_classifier(classifier, device)
-        generators = {name: model, FLOOR: untrained_like(model, es)}
-        floor_settings = sorted({t for t, _ in plan.samples if t in (0.7, 1.0)} or {0.7})
-        report["fidelity"] = fidelity_table(
-            generators, judge, es, n_per_emotion=n_per_emotion,
-            settings={name: plan.samples, FLOOR: [(t, 1.0) for t in floor_settings]})
+        generators = {name: model}
+        settings = {name: plan.samples}
+        if floor:
+            generators[FLOOR] = untrained_like(model, es)
+            settings[FLOOR] = [(t, 1.0) for t in sorted(
+                {t for t, _ in plan.samples if t in (0.7, 1.0)} or {0.7})]
+        report["fidelity"] = fidelity_table(generators, judge, es, n_per_emotion=n_per_emotion,
+                                            settings=settings)
         if plan.edits:
-            report["edits"] = future.result() if future else _edit_rows(*edit_job)
+            report["edits"] = (future.result() if future
+                               else _edit_rows(*edit_job, **edit_options))
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)
     report["recommended"] = recommend(report) | {"ranges": safe_ranges(report)}
     return report
+
+
+#: the columns of ``tidy_rows``
+TIDY_COLUMNS = ["metric", "source", "generator", "method", "temperature", "guidance",
+                "intensity", "value", "n"]
+
+
+def tidy_rows(report: dict) -> list[dict]:
+    """An ``evaluate_checkpoint`` report (or one written before some of its parts existed) as
+    one figure per row (``TIDY_COLUMNS``):
+
+    * per source and ``source="all"``: ``test_bpd`` (the emotion summed out), per source
+      ``conditional_bpd`` and ``generative_accuracy`` (balanced); ``round_trip`` (max abs);
+    * per sample setting (``generator``: "model", "floor" or "real" for the ceiling; temperature
+      and ``guidance`` label): ``sample_accuracy``, ``sample_fd`` and ``sample_<column>`` for
+      what a person sees (``PERSON_COLUMNS``);
+    * per edit method, guidance and intensity: ``edit_hit_rate``, ``edit_face_rate``,
+      ``edit_joint_rate``, ``edit_ssim``, ``edit_rmse`` (older reports: hit-rates per intensity
+      and SSIM and RMSE at one);
+    * the references: ``same_person_ssim`` and ``same_person_rmse`` (pairs of photos of one
+      person, ``faces.same_person_reference``), ``edit_input_face_rate``."""
+    rows: list[dict] = []
+
+    def row(metric: str, value: float, n: int, **where) -> None:
+        rows.append({"metric": metric, "source": "all", "generator": "", "method": "",
+                     "temperature": math.nan, "guidance": "", "intensity": math.nan,
+                     "value": float(value), "n": int(n), **where})
+
+    sources = report["sources"]
+    for source, r in sources.items():
+        row("test_bpd", r["marginal_bpd"], r["n"], source=source)
+        row("conditional_bpd", r["conditional_bpd"], r["n"], source=source)
+        if "generative_accuracy" in r:
+            row("generative_accuracy", r["generative_accuracy"]["balanced_accuracy"], r["n"],
+                source=source)
+    total = sum(r["n"] for r in sources.values())
+    row("test_bpd", report["overall_marginal_bpd"], total)
+    row("round_trip", report["round_trip_max_abs_error"],
+        report.get("round_trip", {}).get("n", total))
+    who = {CEILING: "real", FLOOR: "floor"}
+    for r in report.get("fidelity", []):
+        where = {"generator": who.get(r["generator"], "model"),
+                 "temperature": math.nan if r["temperature"] is None else r["temperature"],
+                 "guidance": guidance_name(r.get("guidance", None if r["temperature"] is None
+                                                 else 1.0)) or ""}
+        row("sample_accuracy", r["accuracy"], r["n"], **where)
+        row("sample_fd", r["fd"], r["n"], **where)
+        for column in PERSON_COLUMNS:
+            if column in r:
+                row(f"sample_{column}", r[column], r["n"], **where)
+    for e in report.get("edits", []):
+        if "identity" in e:  # the older format: hit-rates per intensity (each face toward all
+            kept = e["identity"]  # 7 emotions) and the identity kept at one intensity
+            where = {"generator": "model", "method": e["method"],
+                     "guidance": guidance_name(e["guidance"])}
+            for a, hits in e["hit_rate"].items():
+                row("edit_hit_rate", hits, kept["n"] * len(EMOTIONS), **where,
+                    intensity=float(a))
+            for metric in ("ssim", "rmse"):
+                row(f"edit_{metric}", kept[f"edit_{metric}"], kept["n"], **where,
+                    intensity=kept["intensity"])
+            continue
+        where = {"generator": "model", "method": e["method"], "guidance": e["guidance"],
+                 "intensity": e["intensity"]}
+        for metric in ("hit_rate", "face_rate", "joint_rate", "ssim", "rmse"):
+            row(f"edit_{metric}", e[metric], e["n"], **where)
+    if "reference" in report:
+        same, inputs = report["reference"]["same_person"], report["reference"]["edit_inputs"]
+        row("same_person_ssim", same["ssim"], same["n"])
+        row("same_person_rmse", same["rmse"], same["n"])
+        row("edit_input_face_rate", inputs["face_rate"], inputs["n"])
+    return rows

@@ -27,11 +27,12 @@ import pandas as pd
 import torch
 
 from bplf.data import EmotionSet, load_emotion_set
+from bplf.evaluate import TIDY_COLUMNS, tidy_rows
 from bplf.flows import LabelConfig
-from bplf.metrics.fidelity import CEILING, FLOOR
 from bplf.model import PRESETS, make_model
 from bplf.runs import CHECKPOINT_FILE, METRICS_FILE, TrainConfig, load_run_config, read_metrics
 from bplf.settings import REPO_ROOT, default_device
+from bplf.stats import compare, verdict
 from bplf.train import Trainer, run_model
 from bplf.utils import atomic_write, progress
 
@@ -184,6 +185,9 @@ BUDGETS: dict[str, Budget] = {
 
 COLUMNS = ["grid", "config", "seed", "step", "wall", "train_bpd", "val_bpd", "params",
            "images_per_s", "budget", "hardware"]
+#: the columns of a grid's fidelity file, ``<grid>-fidelity.csv`` (``bplf.conditioning``)
+FIDELITY_COLUMNS = ["grid", "config", "seed", "metric", "source", "method", "temperature",
+                    "guidance", "value", "n"]
 
 
 def hardware(device: torch.device, concurrent: int = 1) -> str:
@@ -363,68 +367,32 @@ def side_by_side(results: dict[str, pd.DataFrame]) -> pd.DataFrame:
     return pd.concat(tables, axis=1) if tables else pd.DataFrame()
 
 
-def read_fidelity(budget: str = "gpu", results_dir: Path | str | None = None) -> pd.DataFrame:
-    """The evaluations of a budget's best runs, one row per run: test bpd, round-trip error,
-    and the fidelity metrics of its samples beside the untrained floor and the real-face
-    ceiling. Each ``<grid>-<config>.json`` in ``results/ablations/<budget>/fidelity`` is the
-    output of ``python -m bplf evaluate --checkpoint RUN --per-emotion N --output FILE``."""
+def read_fidelity(budget: str = "gpu", grid: str | None = None,
+                  results_dir: Path | str | None = None) -> pd.DataFrame:
+    """The fidelity figures of a budget's runs, one figure per row (``bplf.evaluate``'s tidy
+    rows), from ``results/ablations/<budget>`` (or ``results_dir``).
+
+    With ``grid``: the rows of every run of that grid, ``<grid>-fidelity.csv``
+    (``FIDELITY_COLUMNS``; empty if none yet: ``python -m bplf ablate-fidelity``). Without: the
+    rows of each report ``fidelity/<grid>-<config>.json``, the output of ``python -m bplf
+    evaluate --checkpoint RUN --per-emotion N --output FILE`` (columns grid, config and
+    ``bplf.evaluate.TIDY_COLUMNS``)."""
+    folder = Path(results_dir or RESULTS_DIR / budget)
+    if grid is not None:
+        path = folder / f"{grid}-fidelity.csv"
+        return pd.read_csv(path) if path.exists() else pd.DataFrame(columns=FIDELITY_COLUMNS)
     rows = []
-    for path in sorted((Path(results_dir or RESULTS_DIR / budget) / "fidelity").glob("*.json")):
-        grid, config = path.stem.split("-", 1)
-        report = json.loads(path.read_text())
-        row = {"grid": grid, "config": config, "test_bpd": report["overall_marginal_bpd"],
-               "round_trip": report["round_trip_max_abs_error"]}
-        for r in report["fidelity"]:
-            who = {CEILING: "real", FLOOR: "floor"}.get(r["generator"], "model")
-            t = "" if r["temperature"] is None else f" T={r['temperature']}"
-            row[f"{who} accuracy{t}"] = r["accuracy"]
-            row[f"{who} FD{t}"] = r["fd"]
-        rows.append(row)
-    return pd.DataFrame(rows)
+    for path in sorted((folder / "fidelity").glob("*.json")):
+        name, config = path.stem.split("-", 1)
+        rows += [{"grid": name, "config": config, **r}
+                 for r in tidy_rows(json.loads(path.read_text()))]
+    return pd.DataFrame(rows, columns=["grid", "config", *TIDY_COLUMNS])
 
 
 def final_bpd(results: pd.DataFrame) -> pd.DataFrame:
     """The last evaluation of each run: columns config, seed, value (its val bpd)."""
     final = _last_rows(results)
     return final[["config", "seed"]].assign(value=final["val_bpd"].to_numpy())
-
-
-def compare(values: pd.DataFrame, a: str, b: str) -> dict:
-    """Mean ``value`` of config ``a`` minus config ``b`` over seeds (negative: ``a`` is better,
-    lower), with its standard error; ``within_noise`` when |diff| < 2 standard errors (None when
-    a config has fewer than 2 seeds, so no error can be estimated). ``values``: columns config,
-    seed, value (``final_bpd``, or steps to a target)."""
-    va = values.loc[values["config"] == a, "value"]
-    vb = values.loc[values["config"] == b, "value"]
-    if va.empty or vb.empty:
-        raise ValueError(f"no results for {a if va.empty else b!r}")
-    diff = float(va.mean() - vb.mean())
-    enough = len(va) > 1 and len(vb) > 1
-    se = float(np.sqrt(va.var() / len(va) + vb.var() / len(vb))) if enough else float("nan")
-    return {"a": a, "b": b, "diff": diff, "se": se, "ratio": float(va.mean() / vb.mean()),
-            "seeds": (len(va), len(vb)),
-            "within_noise": bool(abs(diff) < 2 * se) if enough else None}
-
-
-def verdict(comparisons: list[dict]) -> str:
-    """"replicates" when ``a`` beats every ``b`` beyond noise, "does not replicate" when some
-    ``b`` beats ``a`` beyond noise, else "inconclusive" (lower is better in every comparison)."""
-    if any(c["within_noise"] is False and c["diff"] > 0 for c in comparisons):
-        return "does not replicate"
-    if comparisons and all(c["within_noise"] is False and c["diff"] < 0 for c in comparisons):
-        return "replicates"
-    return "inconclusive"
-
-
-def claim(results: pd.DataFrame, claimed: str) -> tuple[str, pd.DataFrame]:
-    """Does config ``claimed`` end with the lowest val bpd? The verdict, and its comparison with
-    every other config (``compare`` on ``final_bpd``)."""
-    values = final_bpd(results)
-    if claimed not in set(values["config"]):
-        return f"undecided ({claimed} not run yet)", pd.DataFrame()
-    rows = [compare(values, claimed, other) for other in values["config"].unique()
-            if other != claimed]
-    return verdict(rows), pd.DataFrame(rows)
 
 
 def steps_table(results: pd.DataFrame, targets: tuple[float, ...], baseline: str) -> pd.DataFrame:

@@ -129,30 +129,11 @@ def test_every_config_trains_on_the_same_batches(es, tmp_path):
         assert torch.equal(x, batches[0][0]) and torch.equal(y, batches[0][1])
 
 
-def test_compare_and_verdict():
+def test_steps_table():
     import pandas as pd
 
-    from bplf.experiments import compare, verdict
-
-    values = pd.DataFrame({"config": ["a"] * 3 + ["b"] * 3 + ["c"] * 3 + ["d"],
-                           "seed": [0, 1, 2] * 3 + [0],
-                           "value": [5.0, 5.1, 4.9, 6.0, 6.1, 5.9, 5.05, 4.85, 5.1, 4.0]})
-    ab, ac = compare(values, "a", "b"), compare(values, "a", "c")
-    assert ab["diff"] == pytest.approx(-1.0) and ab["within_noise"] is False
-    assert ab["ratio"] == pytest.approx(5 / 6)
-    assert ac["within_noise"] is True
-    assert compare(values, "a", "d")["within_noise"] is None  # one seed: no error estimate
-    assert verdict([ab]) == "replicates"
-    assert verdict([ab, ac]) == "inconclusive"
-    assert verdict([compare(values, "b", "a")]) == "does not replicate"
-    with pytest.raises(ValueError, match="no results for 'e'"):
-        compare(values, "a", "e")
-
-
-def test_claim_and_steps_table():
-    import pandas as pd
-
-    from bplf.experiments import claim, steps_table
+    from bplf.experiments import final_bpd, steps_table
+    from bplf.stats import claim
 
     # two seeds each; "fast" reaches 6.0 at step 10 and ends at 5.5, "slow" at step 30 and 5.9,
     # "never" stays above 6.0
@@ -168,7 +149,6 @@ def test_claim_and_steps_table():
     assert table.loc["fast", "faster to 6.0?"] == "replicates"
     assert table.loc["never", "better at equal budget?"] == "does not replicate"
     assert table.loc["fast", "ratio (6.0)"] == pytest.approx(2 / 3)
-    verdict, comparisons = claim(results, "fast")
-    assert verdict == "replicates" and set(comparisons["b"]) == {"slow", "never"}
-    assert claim(results, "slow")[0] == "does not replicate"
-    assert claim(results, "depth9")[0].startswith("undecided")
+    final = final_bpd(results)  # the claim of notebook 06: which config ends lowest
+    assert final.loc[final["config"] == "fast", "value"].tolist() == [5.5, 5.51]
+    assert claim(final, "fast")[0] == "replicates"

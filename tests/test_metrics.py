@@ -12,10 +12,16 @@ import torch
 from scipy import linalg
 
 from bplf.data import EMOTIONS, load_emotion_set
+from bplf.editing import latent_means
 from bplf.likelihood import dequantize
 from bplf.metrics import ClassifierConfig, evaluate_classifier, load_classifier, train_classifier
-from bplf.metrics.classifier import CLASSIFIER_DIR
-from bplf.metrics.fidelity import fidelity_table, frechet_distance, untrained_like
+from bplf.metrics.classifier import CLASSIFIER_DIR, predict_labels
+from bplf.metrics.fidelity import (
+    edit_sweep,
+    fidelity_table,
+    frechet_distance,
+    untrained_like,
+)
 from bplf.model import build_model
 
 
@@ -122,15 +128,18 @@ def test_shipped_classifier_on_real_test_faces():
     assert (pred == test.labels).mean() > 0.55
 
 
-def test_edit_accuracy_is_one_seventh_at_intensity_zero(es, trained, flow):
-    from bplf.editing import latent_means
-    from bplf.metrics.fidelity import binomial_se, edit_accuracy
-
+def test_edit_sweep_at_intensity_zero_reads_the_unchanged_faces(es, trained, flow):
+    """Each face is edited toward the 6 other emotions: at intensity 0 the faces come back
+    unchanged, so exactly the faces the classifier misreads hit one target in six, the edits
+    are the inputs (SSIM 1, RMSE 0) and keep the person; a full edit changes the faces."""
     classifier, _ = trained
     faces = es.select(split="test").subsample(20)
-    shares = edit_accuracy(flow, classifier, faces.images, faces.labels,
-                           latent_means(flow, es, per_emotion=30), intensities=(0.0, 1.5))
-    assert shares[0.0] == pytest.approx(1 / 7)  # unchanged faces: one target in seven is hit
-    # the noise on such a share: sqrt(p (1 - p) / n) over the 20 * 7 edits
-    assert binomial_se(shares[0.0], 140) == pytest.approx((1 / 7 * 6 / 7 / 140) ** 0.5)
-    assert 0 <= shares[1.5] <= 1 and shares[1.5] != shares[0.0]
+    means = latent_means(flow, es, per_emotion=30)
+    zero, full = edit_sweep(flow, classifier, faces.images, faces.labels,
+                            [("mean", 1.0, (0.0, 1.5))], {"ssim": 0.6}, means)
+    pred = predict_labels(classifier, faces.images)
+    assert zero["n"] == 20 * 6 and zero["intensity"] == 0.0 and zero["method"] == "mean"
+    assert zero["hit_rate"] == pytest.approx((pred != faces.labels).mean() / 6)
+    assert zero["ssim"] == pytest.approx(1.0) and zero["rmse"] < 0.5 and zero["keeps_person"]
+    assert full["ssim"] < zero["ssim"] and full["rmse"] > zero["rmse"]
+    assert 0 <= full["joint_rate"] <= min(full["hit_rate"], full["face_rate"])

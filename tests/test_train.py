@@ -275,15 +275,22 @@ def test_cli_sample_and_evaluate(data_env, tmp_path):
         assert all(0 <= r <= 1 for r in rates) and rates[1] <= rates[0]
     assert report["recommended"]["samples"]["temperature"] == 0.7
     assert fidelity[1]["n"] == 7 * 12 and "fd_per_emotion" in fidelity[1]
-    # notebook 06 reads such reports as one row per run
+    # the ablations (notebook 06) read such reports as tidy rows, one figure each
     from bplf.experiments import read_fidelity
 
     (tmp_path / "fid" / "fidelity").mkdir(parents=True)
     report_path.rename(tmp_path / "fid" / "fidelity" / "branches-conv.json")
-    row = read_fidelity(results_dir=tmp_path / "fid").iloc[0]
-    assert (row["grid"], row["config"]) == ("branches", "conv")
-    assert row["model accuracy T=0.7"] == fidelity[1]["accuracy"]
-    assert row["floor FD T=0.7"] == fidelity[2]["fd"] and row["real FD"] == fidelity[0]["fd"]
+    rows = read_fidelity(results_dir=tmp_path / "fid")
+    assert set(zip(rows["grid"], rows["config"], strict=True)) == {("branches", "conv")}
+
+    def figure(metric: str, generator: str) -> list[float]:
+        return rows.loc[(rows["metric"] == metric) & (rows["generator"] == generator),
+                        "value"].tolist()
+
+    assert figure("sample_accuracy", "model") == [fidelity[1]["accuracy"]]
+    assert figure("sample_fd", "floor") == [fidelity[2]["fd"]]
+    assert figure("sample_fd", "real") == [fidelity[0]["fd"]]
+    assert figure("edit_joint_rate", "model") == [e["joint_rate"] for e in report["edits"]]
 
 
 def test_cli_evaluates_guided_samples_and_swap_edits(data_env, tmp_path):

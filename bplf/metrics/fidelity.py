@@ -16,10 +16,9 @@ untrained model (the floor).
 And for any class-conditional flow (``python -m bplf evaluate`` reports them):
 
 * ``generative_accuracy``: the flow itself as a classifier, argmax_y log p(x | y) on test faces;
-* ``edit_accuracy``: the share of edits the classifier reads as their target, per intensity;
-* ``identity_report``: how much of the person an edit keeps, SSIM and pixel RMSE between input
-  and edited face, beside the same figures between two different real faces of the same emotion
-  (the "different person" reference: an edit should stay well above its SSIM, below its RMSE).
+* ``edit_sweep``: per editing method, guidance and intensity, the share of edits the classifier
+  reads as their target, what a person sees of them, and how much of the person they keep
+  (SSIM and RMSE to the input, judged by the one rule ``faces.keeps_person``).
 """
 
 from __future__ import annotations
@@ -28,7 +27,7 @@ import numpy as np
 import torch
 
 from bplf.data import EMOTIONS, EmotionSet
-from bplf.editing import decode_edit, edit_expression, encode_for_edit, sample_faces
+from bplf.editing import decode_edit, encode_for_edit, sample_faces
 from bplf.guidance import Guidance
 from bplf.likelihood import dequantize, to_uint8
 from bplf.metrics.classifier import EmotionCNN, predict
@@ -38,7 +37,6 @@ from bplf.metrics.faces import (
     keeps_person,
     precision_recall,
     rmse,
-    same_emotion_pairs,
     ssim,
 )
 from bplf.model import BPLF, make_model
@@ -195,27 +193,6 @@ def as_frame(rows: list[dict], es: EmotionSet | None = None):
     return table.set_index(["generator", "guidance", "temperature"])
 
 
-@torch.no_grad()
-def edit_accuracy(model: BPLF, classifier: EmotionCNN, images: np.ndarray, labels: np.ndarray,
-                  means: list[torch.Tensor], intensities: tuple[float, ...] = (0.0, 0.5, 1.0, 1.5),
-                  method: str = "mean", guidance: Guidance | float = 1.0) -> dict[float, float]:
-    """Per intensity, the share of edits the classifier reads as their target, each uint8 face
-    edited toward all 7 emotions. At intensity 0 the faces are unchanged, so the share is exactly
-    1/7 (each face's one predicted emotion is the target of one edit in seven)."""
-    x = dequantize(images, centre=True)
-    k = model.config.num_classes
-    start = encode_for_edit(model, x, torch.as_tensor(labels), method, guidance)
-    shares = {}
-    for intensity in intensities:
-        hits = 0
-        for target in range(k):
-            edited = decode_edit(model, start, target, intensity, means)
-            pred = predict(classifier, dequantize(to_uint8(edited)[:, 0].cpu(), centre=True))
-            hits += int((pred.argmax(1) == target).sum())
-        shares[intensity] = hits / (len(x) * k)
-    return shares
-
-
 def generative_accuracy(log_probs: torch.Tensor | np.ndarray, labels: np.ndarray) -> dict:
     """The flow as a classifier: accuracy of argmax_y log p(x | y) given the (N, K) matrix of
     per-class log-likelihoods (``bplf.evaluate.log_prob_per_class``), overall, balanced (the
@@ -226,37 +203,6 @@ def generative_accuracy(log_probs: torch.Tensor | np.ndarray, labels: np.ndarray
     return {"n": int(len(labels)), "accuracy": float((pred == labels).mean()) if len(labels)
             else float("nan"), "balanced_accuracy": float(np.mean(list(per.values())))
             if per else float("nan"), "per_emotion": per}
-
-
-@torch.no_grad()
-def identity_report(model: BPLF, images: np.ndarray, labels: np.ndarray,
-                    means: list[torch.Tensor] | None = None, method: str = "mean",
-                    intensity: float = 1.0, guidance: float = 1.0, seed: int = 0) -> dict:
-    """How much of the person an edit keeps: mean SSIM and pixel RMSE between each uint8 face
-    and its edit toward another emotion (face i toward ``(label + 1 + i % (K-1)) % K``), beside
-    the same figures between two different real faces of the same emotion (the "different
-    person" reference, ``same_emotion_pairs``)."""
-    k = model.config.num_classes
-    labels = np.asarray(labels)
-    target = (labels + 1 + np.arange(len(labels)) % max(k - 1, 1)) % k
-    x = dequantize(images, centre=True)
-    edited = edit_expression(model, x, torch.as_tensor(labels), torch.as_tensor(target),
-                             intensity, method, means, guidance)
-    out = to_uint8(edited)[:, 0].cpu().numpy()
-    i, j = same_emotion_pairs(labels, seed)
-    return {"n": int(len(labels)), "method": method, "intensity": intensity,
-            "guidance": guidance,
-            "edit_ssim": float(ssim(images, out).mean()),
-            "edit_rmse": float(rmse(images, out).mean()),
-            "different_person_ssim": float(ssim(images[i], images[j]).mean()) if len(i)
-            else float("nan"),
-            "different_person_rmse": float(rmse(images[i], images[j]).mean()) if len(i)
-            else float("nan")}
-
-
-def binomial_se(p: float, n: int) -> float:
-    """Standard error of a proportion ``p`` measured on ``n`` independent trials."""
-    return float(np.sqrt(p * (1 - p) / n))
 
 
 @torch.no_grad()
