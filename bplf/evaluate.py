@@ -208,14 +208,17 @@ def recommend(report: dict) -> dict:
 
 def safe_ranges(report: dict) -> dict:
     """Where faces break, for the explorers' sliders: the largest scale of the prior rule alone
-    and of the coupling rule alone whose samples (at any temperature measured) keep a face rate
-    of at least ``FACE_RATE_SHARE`` of real faces'; and per editing method the largest
+    and of the coupling rule alone (on every level, constant) whose samples (at any temperature
+    measured) keep a face rate of at least ``FACE_RATE_SHARE`` of real faces'; and per editing
+    method the largest
     intensity, and for the guided methods the largest scales, whose edits keep both the face
     rate (of the inputs') and the person."""
     real = next(r for r in report["fidelity"] if r["generator"] == CEILING)
     own = [r for r in report["fidelity"] if r["generator"] == report["checkpoint"]]
-    ok = [Guidance.of(r["guidance_config"]) for r in own
-          if r["face_rate"] >= FACE_RATE_SHARE * real["face_rate"]]
+    # the sliders set a constant scale on every level: rows of other schedules do not count
+    ok = [g for g, r in ((Guidance.of(r["guidance_config"]), r) for r in own)
+          if r["face_rate"] >= FACE_RATE_SHARE * real["face_rate"]
+          and g.levels is None and g.schedule == "constant"]
     out = {"samples": {"prior": max([g.prior for g in ok if g.coupling == 1] or [1.0]),
                        "coupling": max([g.coupling for g in ok if g.prior == 1] or [1.0])}}
     edits = report.get("edits", [])

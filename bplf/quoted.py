@@ -13,6 +13,8 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
+from bplf.conditioning import summary
+from bplf.experiments import read_fidelity
 from bplf.metrics.fidelity import CEILING
 from bplf.pretrained import read_evaluation
 from bplf.settings import REPO_ROOT
@@ -103,8 +105,9 @@ def person_edits(model_dir: str) -> str:
         good = [e for e in mine if e["keeps_person"] and e["face_rate"] >= floor] or mine
         if good:
             e = max(good, key=lambda e: e["joint_rate"])
+            fewer = f" ({e['n']} edits)" if e["n"] != chosen["n"] else ""
             rows.append(_edit_row(f"best {method}: {e['guidance']}, intensity "
-                                  f"{e['intensity']:g}", e))
+                                  f"{e['intensity']:g}{fewer}", e))
     before = next((e for e in edits if e["method"] == "swap" and e["guidance"] == "couplings 8"
                    and e["intensity"] == 1.0), None)
     if before is not None:
@@ -130,7 +133,26 @@ def run_progress(folder: str) -> str:
             "(guidance 8) | edit SSIM to input |\n| --- | --- | --- | --- |\n" + "\n".join(rows))
 
 
-RENDERERS: dict[str, Callable[[str], str]] = {"person-samples": person_samples,
+def conditioning_summary(budget: str) -> str:
+    """The conditioning grid's summary (``bplf.conditioning.summary``: seed means and sds) from
+    its committed fidelity rows under ``budget``."""
+    table = summary(read_fidelity(budget, "conditioning"))
+    rows = []
+    for config, r in table.iterrows():
+        guided = f", guidance {r['best guidance']:g}" if r["best guidance"] != 1 else ""
+        edit_g = f", guidance {r['edit guidance']:g}" if r["edit guidance"] != 1 else ""
+        rows.append(f"| `{config}` | {r['test bpd']:.3f} +- {r['bpd sd']:.3f} | "
+                    f"{_pct(r['best fidelity'])} +- {100 * r['fidelity sd']:.1f} "
+                    f"(T {r['best T']:g}{guided}) | {r['FD there']:.2f} | "
+                    f"{_pct(r['edit hit-rate'])} +- {100 * r['edit sd']:.1f} "
+                    f"({r['edit method']}{edit_g}) | {r['edit SSIM']:.2f} / "
+                    f"{r['edit RMSE']:.0f} |")
+    return ("| config | test bpd | sample fidelity, best setting | FD there | edit hit-rate, "
+            "best that keeps the person | edit SSIM / RMSE |\n"
+            "| --- | --- | --- | --- | --- | --- |\n" + "\n".join(rows))
+
+
+RENDERERS: dict[str, Callable[[str], str]] = {"conditioning-summary": conditioning_summary,"person-samples": person_samples,
                                                 "person-sweep": person_sweep,
                                                 "person-edits": person_edits,
                                                 "run-progress": run_progress}

@@ -126,15 +126,18 @@ def draw_bi_parallel_coupling(depth: int = 3, kernel: int = 3) -> plt.Figure:
 
 
 def samples_per_emotion(model, per_emotion: int = 8, temperature: float = 0.7,
-                        seed: int = 0, guidance: float = 1.0) -> plt.Figure:
-    """One row per emotion of class-conditional samples at ``temperature`` (and ``guidance``,
-    for a model trained with label dropout), fixed seed."""
+                        seed: int = 0, guidance=1.0) -> plt.Figure:
+    """One row per emotion of class-conditional samples at ``temperature`` (and ``guidance``, a
+    ``bplf.guidance.Guidance`` or a coupling scale, for a model trained with label dropout),
+    fixed seed."""
     from bplf.editing import sample_faces
+    from bplf.guidance import Guidance
 
+    guidance = Guidance.of(guidance)
     images, _ = sample_faces(model, per_emotion, temperature, seed, guidance=guidance)
     fig = face_grid(images.numpy(), ncols=per_emotion,
                     row_labels=EMOTIONS[: model.config.num_classes])
-    guided = f", guidance {guidance:g}" if guidance != 1.0 else " (no guidance)"
+    guided = f", {guidance.label()}" if guidance.active else " (no guidance)"
     fig.suptitle(f"samples at temperature {temperature}{guided}", fontsize=9, y=1.02)
     return fig
 

@@ -124,25 +124,35 @@ def test_committed_evaluation_matches_the_bar():
     assert all("generative_accuracy" in r for r in report["sources"].values())
 
 
-def test_committed_evaluation_recommends_guided_settings_better_than_the_previous_model():
-    """The recommended sample and edit settings are rows of the evaluation (guided rows carry
-    their scale), and beat the previous model's best beyond three binomial standard errors."""
-    from bplf.evaluate import recommend
+def test_committed_evaluation_recommends_faces_a_person_accepts():
+    """The recommended settings are recomputed from the committed rows, and meet the targets of
+    the issue that introduced the face metrics: samples that are faces (face rate >= 0.9x real
+    faces') of different people (pair SSIM <= 0.3) and show their emotion at least as often
+    as real faces do (joint rate); edits that keep the person (same-person reference) and the
+    face rate and read as their target (joint hit-rate >= 35%); both far above the setting
+    recommended before (couplings guided 8), whose samples were mostly not faces."""
+    from bplf.evaluate import recommend, safe_ranges
+    from bplf.metrics.fidelity import CEILING
     from bplf.pretrained import PREVIOUS_DIR, read_evaluation
 
-    report, previous = read_evaluation(), read_evaluation(PREVIOUS_DIR)
+    report = read_evaluation()
     best = report["recommended"]
-    assert recommend(report) == best  # recomputed from the committed rows
+    assert best == recommend(report) | {"ranges": safe_ranges(report)}
+    real = next(r for r in report["fidelity"] if r["generator"] == CEILING)
     own = [r for r in report["fidelity"] if r["generator"] == report["checkpoint"]]
-    assert {r["guidance"] for r in own} >= {1.0, best["samples"]["guidance"]}
-    assert all(r["n"] == 3500 for r in own)
-    prev = max(r["accuracy"] for r in previous["fidelity"]
-               if r["generator"] == previous["checkpoint"])
-    acc = best["samples"]["accuracy"]
-    assert acc > prev + 3 * (acc * (1 - acc) / 3500) ** 0.5, (acc, prev)
-    edits = best["edits"]
-    assert edits["ssim"] > edits["different_person_ssim"]  # the person is kept
-    assert edits["hit_rate"] > 0.164 + 3 * (0.164 * 0.836 / 1400) ** 0.5  # v1's mean edits
+    assert real["n"] == 3760 and all(r["n"] == 2100 for r in own)
+    samples, edits = best["samples"], best["edits"]
+    se = (samples["joint_rate"] * (1 - samples["joint_rate"]) / 2100) ** 0.5
+    assert samples["meets_rule"] and samples["joint_rate"] - 2 * se >= real["joint_rate"]
+    assert samples["face_rate"] >= 0.9 * real["face_rate"] and samples["pair_ssim"] <= 0.3
+    before = next(r for r in own if r["temperature"] == 0.7 and r["guidance"] == "couplings 8")
+    assert before["face_rate"] < 0.5 * real["face_rate"] and before["joint_rate"] < 0.1
+    assert edits["meets_rule"] and edits["joint_rate"] >= 0.35
+    assert edits["ssim"] >= report["reference"]["same_person"]["ssim"]
+    assert edits["face_rate"] >= 0.9 * report["reference"]["edit_inputs"]["face_rate"]
+    # the previous model (no null label, so no guidance) stays well below
+    previous = read_evaluation(PREVIOUS_DIR)["recommended"]["samples"]
+    assert previous["joint_rate"] + 3 * se < samples["joint_rate"]
 
 
 def test_recommended_settings_are_read_from_the_evaluation(tmp_path):
@@ -194,6 +204,7 @@ def test_every_real_test_face_round_trips_and_edits_back_exactly():
         for method in model.edit_methods:
             same = edit_expression(model, x, source, target, 0.0, method, means)
             assert torch.equal(to_uint8(same), to_uint8(x)), (method, i)
-            if i == 0:  # full edits of the first 512 faces
-                assert torch.isfinite(edit_expression(model, x, source, target, 1.0, method,
-                                                      means)).all(), method
+            if i == 0:  # full edits of the first 512 faces (16 for the costly gradient)
+                n = 16 if method == "gradient" else len(x)
+                assert torch.isfinite(edit_expression(model, x[:n], source[:n], target[:n],
+                                                      1.0, method, means)).all(), method
