@@ -152,10 +152,13 @@ def conditioning_summary(budget: str) -> str:
             "| --- | --- | --- | --- | --- | --- |\n" + "\n".join(rows))
 
 
-RENDERERS: dict[str, Callable[[str], str]] = {"conditioning-summary": conditioning_summary,"person-samples": person_samples,
-                                                "person-sweep": person_sweep,
-                                                "person-edits": person_edits,
-                                                "run-progress": run_progress}
+RENDERERS: dict[str, Callable[[str], str]] = {
+    "conditioning-summary": conditioning_summary,
+    "person-samples": person_samples,
+    "person-sweep": person_sweep,
+    "person-edits": person_edits,
+    "run-progress": run_progress,
+}
 
 
 def _rendered(text: str, where: Path) -> str:
