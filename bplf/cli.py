@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from bplf import notebooks
+from bplf.course import guard
 from bplf.utils import atomic_write
 
 
@@ -71,7 +71,7 @@ def cmd_sample(args: argparse.Namespace) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
-    from bplf.evaluate import evaluate_checkpoint
+    from bplf.research.evaluate import evaluate_checkpoint
 
     report = evaluate_checkpoint(args.checkpoint, split=args.split, limit=args.limit,
                                  device=args.device, classifier=args.classifier,
@@ -86,7 +86,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
 
 def cmd_bench(args: argparse.Namespace) -> None:
-    from bplf.bench import throughput
+    from bplf.research.bench import throughput
     from bplf.settings import setup_cpu
 
     if args.threads:
@@ -115,7 +115,7 @@ def cmd_export(args: argparse.Namespace) -> None:
 
 def cmd_train_classifier(args: argparse.Namespace) -> None:
     from bplf.data import load_emotion_set
-    from bplf.metrics.classifier import (
+    from bplf.research.metrics.classifier import (
         ClassifierConfig,
         evaluate_classifier,
         train_classifier,
@@ -132,7 +132,7 @@ def cmd_train_classifier(args: argparse.Namespace) -> None:
 
 
 def cmd_ablate(args: argparse.Namespace) -> None:
-    from bplf.experiments import run_grids, summary
+    from bplf.research.experiments import run_grids, summary
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -145,7 +145,7 @@ def cmd_ablate(args: argparse.Namespace) -> None:
 
 
 def cmd_ablate_fidelity(args: argparse.Namespace) -> None:
-    from bplf.conditioning import FidelityConfig, evaluate_grid, summary, verdicts
+    from bplf.research.conditioning import FidelityConfig, evaluate_grid, summary, verdicts
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -168,7 +168,7 @@ def cmd_build_data(args: argparse.Namespace) -> None:
 
 
 def cmd_student(args: argparse.Namespace) -> None:
-    from bplf.release import make_student, summary
+    from bplf.course.release import make_student, summary
 
     written = make_student(args.out, args.notebooks or None)
     rows = summary(args.notebooks or None)
@@ -177,7 +177,7 @@ def cmd_student(args: argparse.Namespace) -> None:
 
 
 def cmd_grade(args: argparse.Namespace) -> None:
-    from bplf.release import grade
+    from bplf.course.release import grade
 
     start = time.perf_counter()
     rows = grade(args.submissions, args.out, args.workers, args.exercises_only)
@@ -186,7 +186,7 @@ def cmd_grade(args: argparse.Namespace) -> None:
 
 
 def cmd_render_docs(args: argparse.Namespace) -> None:
-    from bplf import quoted
+    from bplf.research import quoted
 
     if args.check:
         stale = quoted.stale()
@@ -202,7 +202,7 @@ def cmd_render_docs(args: argparse.Namespace) -> None:
 def cmd_strip_notebooks(args: argparse.Namespace) -> None:
     if not args.staged and not args.files:
         raise SystemExit("strip-notebooks: give notebooks, or --staged")
-    sys.exit(notebooks.run(args))
+    sys.exit(guard.run(args))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -246,7 +246,8 @@ def main(argv: list[str] | None = None) -> None:
                         "with label dropout; bplf.guidance)")
     p.add_argument("--sweep", choices=["grid", "person"], default="grid",
                    help="grid: every temperature x guidance scale; person: the curated sweep "
-                        "of bplf.evaluate.person_sweep (ignores --temperatures, --guidance)")
+                        "of bplf.research.evaluate.person_sweep (ignores --temperatures, "
+                        "--guidance)")
     p.add_argument("--workers", type=int, default=1,
                    help="2: measure the edits in a second process (one thread each)")
     p.add_argument("--edit-faces", type=int, default=200,
@@ -285,7 +286,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--grid", required=True, nargs="+",
                    help="conditioner, pca, branches, baselines and/or conditioning")
     p.add_argument("--budget", default="cpu",
-                   help="gpu, cpu, cpu-long or quick (bplf.experiments.BUDGETS)")
+                   help="gpu, cpu, cpu-long or quick (bplf.research.experiments.BUDGETS)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--configs", nargs="+", help="only these configs of the grid")
     p.add_argument("--threads", type=int)
@@ -295,7 +296,7 @@ def main(argv: list[str] | None = None) -> None:
     p.set_defaults(func=cmd_ablate)
 
     p = sub.add_parser("ablate-fidelity", help="samples and edits of an ablation grid's runs: "
-                       "results/ablations/BUDGET/GRID-fidelity.csv (bplf.conditioning)")
+                       "results/ablations/BUDGET/GRID-fidelity.csv (bplf.research.conditioning)")
     p.add_argument("--grid", default="conditioning")
     p.add_argument("--budget", default="cpu-long")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
@@ -312,13 +313,13 @@ def main(argv: list[str] | None = None) -> None:
     p.set_defaults(func=cmd_build_data)
 
     p = sub.add_parser("render-docs", help="rewrite the figures the README and docs quote "
-                       "from the committed result files (bplf.quoted)")
+                       "from the committed result files (bplf.research.quoted)")
     p.add_argument("--check", action="store_true", help="only say which are out of date")
     p.set_defaults(func=cmd_render_docs)
 
     p = sub.add_parser("strip-notebooks",
                        help="strip dataset-face outputs and widget state from notebooks")
-    notebooks.add_arguments(p)
+    guard.add_arguments(p)
     p.set_defaults(func=cmd_strip_notebooks)
 
     p = sub.add_parser("student", help="write the student release of the notebooks (nbgrader: "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from bplf.bench import read_bench, throughput
+from bplf.research.bench import read_bench, throughput
 
 
 def test_throughput_and_read_bench(tmp_path):

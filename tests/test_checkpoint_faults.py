@@ -20,9 +20,14 @@ import pytest
 import torch
 
 import bplf.utils
-from bplf.metrics.classifier import ClassifierConfig, EmotionCNN, load_classifier, save_classifier
 from bplf.model import ModelConfig
 from bplf.pretrained import export_model, load_pretrained
+from bplf.research.metrics.classifier import (
+    ClassifierConfig,
+    EmotionCNN,
+    load_classifier,
+    save_classifier,
+)
 from bplf.runs import (
     TrainConfig,
     load_checkpoint,

@@ -17,8 +17,6 @@ import bplf.model
 from bplf.editing import edit_expression
 from bplf.flows import BiParallelAffineCoupling, CouplingCondition, LabelConfig, Split
 from bplf.likelihood import dequantize, to_uint8
-from bplf.metrics.faces import pair_ssim, rmse, same_emotion_pairs, ssim
-from bplf.metrics.fidelity import generative_accuracy
 from bplf.model import (
     EDIT_METHODS,
     ModelConfig,
@@ -26,6 +24,8 @@ from bplf.model import (
     make_model,
     register_implementation,
 )
+from bplf.research.metrics.faces import pair_ssim, rmse, same_emotion_pairs, ssim
+from bplf.research.metrics.fidelity import generative_accuracy
 from bplf.runs import TrainConfig
 from bplf.train import training_loss
 
@@ -317,7 +317,7 @@ def test_model_does_not_import_the_peers():
     tree = ast.parse(inspect.getsource(bplf.model))
     imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
     imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
-    assert "bplf.peers" not in imported
+    assert "bplf.research.peers" not in imported
 
     class Toy(torch.nn.Module):
         def __init__(self, config):

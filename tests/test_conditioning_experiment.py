@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bplf.conditioning import (
+from bplf.flows import LabelConfig
+from bplf.research.conditioning import (
     CHANCE,
     FidelityConfig,
     above_chance,
@@ -21,10 +22,9 @@ from bplf.conditioning import (
     verdicts,
     with_reference,
 )
-from bplf.evaluate import evaluate_checkpoint, tidy_rows
-from bplf.experiments import FIDELITY_COLUMNS, GRIDS, grid_runs, read_fidelity, run_grid
-from bplf.flows import LabelConfig
-from bplf.metrics.faces import same_person_reference
+from bplf.research.evaluate import evaluate_checkpoint, tidy_rows
+from bplf.research.experiments import FIDELITY_COLUMNS, GRIDS, grid_runs, read_fidelity, run_grid
+from bplf.research.metrics.faces import same_person_reference
 from bplf.runs import load_run_config
 
 COLUMNS = FIDELITY_COLUMNS
@@ -189,7 +189,7 @@ def test_above_chance_needs_a_margin_beyond_two_standard_errors():
 
 
 def test_the_figure_shows_guidance_curves_and_every_config(evaluated):
-    from bplf.viz import conditioning_figure
+    from bplf.course.viz import conditioning_figure
 
     _, _, rows = evaluated
     fig = conditioning_figure(rows)

@@ -8,10 +8,10 @@ import json
 import pandas as pd
 import pytest
 
-from bplf.evaluate import TIDY_COLUMNS, tidy_rows
-from bplf.experiments import RESULTS_DIR
-from bplf.metrics.fidelity import CEILING, FLOOR
 from bplf.pretrained import read_evaluation
+from bplf.research.evaluate import TIDY_COLUMNS, tidy_rows
+from bplf.research.experiments import RESULTS_DIR
+from bplf.research.metrics.fidelity import CEILING, FLOOR
 
 SOURCE = {"n": 10, "marginal_bpd": 5.0, "conditional_bpd": 4.9,
           "generative_accuracy": {"balanced_accuracy": 0.3}}

@@ -1,4 +1,5 @@
-"""The exercise checks (bplf.exercises): a right answer passes, each recognised mistake gets its
+"""The exercise checks (bplf.course.exercises): a right answer passes, each recognised mistake gets
+its
 own message, and an unsolved stub fails with "not written yet"."""
 
 from __future__ import annotations
@@ -11,10 +12,10 @@ import torch
 from torch import nn
 from torch.distributions import Normal
 
-from bplf import exercises as ex
+from bplf.course import exercises as ex
 from bplf.data import EMOTIONS
-from bplf.experiments import compare, verdict
 from bplf.likelihood import bpd_from_log_prob
+from bplf.research.stats import compare, verdict
 
 
 def stub(*_, **__):

@@ -7,7 +7,8 @@ import dataclasses
 import pytest
 import torch
 
-from bplf.experiments import (
+from bplf.model import PRESETS, make_model
+from bplf.research.experiments import (
     BUDGETS,
     GRIDS,
     grid_overrides,
@@ -18,7 +19,6 @@ from bplf.experiments import (
     steps_to_target,
     summary,
 )
-from bplf.model import PRESETS, make_model
 from bplf.runs import TrainConfig
 from bplf.train import Trainer, run_model
 
@@ -132,8 +132,8 @@ def test_every_config_trains_on_the_same_batches(es, tmp_path):
 def test_steps_table():
     import pandas as pd
 
-    from bplf.experiments import final_bpd, steps_table
-    from bplf.stats import claim
+    from bplf.research.experiments import final_bpd, steps_table
+    from bplf.research.stats import claim
 
     # two seeds each; "fast" reaches 6.0 at step 10 and ends at 5.5, "slow" at step 30 and 5.9,
     # "never" stays above 6.0

@@ -1,4 +1,5 @@
-"""bplf.metrics.faces: what a person sees (a face found, the same person, diversity), checked
+"""bplf.research.metrics.faces: what a person sees (a face found, the same person, diversity),
+checked
 against the libraries the field uses (scikit-image's SSIM, prdc's precision and recall)."""
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 
 from bplf.data import EmotionSet, load_emotion_set
-from bplf.metrics.faces import (
+from bplf.research.metrics.faces import (
     face_found,
     joint_rate,
     keeps_person,

@@ -1,4 +1,4 @@
-"""Grading a class (bplf.release.grade, `python -m bplf grade`): made-up submissions, right,
+"""Grading a class (bplf.course.release.grade, `python -m bplf grade`): made-up submissions, right,
 wrong in the typical way of every exercise, and empty, get their points, a grades table and
 feedback copies with no timeout and no line of a reference solution in them."""
 
@@ -11,8 +11,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from bplf import release
 from bplf.cli import main
+from bplf.course import release
 
 ROOT = Path(__file__).resolve().parents[1]
 LESSONS = {p.name[:2]: p for p in sorted((ROOT / "notebooks").glob("0*.ipynb"))}

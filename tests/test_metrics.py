@@ -14,15 +14,20 @@ from scipy import linalg
 from bplf.data import EMOTIONS, load_emotion_set
 from bplf.editing import latent_means
 from bplf.likelihood import dequantize
-from bplf.metrics import ClassifierConfig, evaluate_classifier, load_classifier, train_classifier
-from bplf.metrics.classifier import CLASSIFIER_DIR, predict_labels
-from bplf.metrics.fidelity import (
+from bplf.model import build_model
+from bplf.research.metrics import (
+    ClassifierConfig,
+    evaluate_classifier,
+    load_classifier,
+    train_classifier,
+)
+from bplf.research.metrics.classifier import CLASSIFIER_DIR, predict_labels
+from bplf.research.metrics.fidelity import (
     edit_sweep,
     fidelity_table,
     frechet_distance,
     untrained_like,
 )
-from bplf.model import build_model
 
 
 def test_frechet_distance_matches_the_matrix_square_root_formula():

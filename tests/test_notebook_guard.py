@@ -1,4 +1,5 @@
-"""bplf.notebooks: finding and stripping what may show a dataset face, and the pre-commit hook."""
+"""bplf.course.guard: finding and stripping what may show a dataset face, and the pre-commit
+hook."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from bplf import cli
-from bplf.notebooks import (
+from bplf.course.guard import (
     FACE_TAG,
     WIDGET_STATE,
     WIDGET_VIEW,

@@ -9,7 +9,7 @@ import torch
 pytest.importorskip("normflows")
 
 from bplf.model import build_model  # noqa: E402
-from bplf.peers import NormflowsGlow  # noqa: E402
+from bplf.research.peers import NormflowsGlow  # noqa: E402
 from bplf.runs import TrainConfig, load_checkpoint  # noqa: E402
 from bplf.train import Trainer, run_model  # noqa: E402
 

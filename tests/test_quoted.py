@@ -1,9 +1,10 @@
-"""bplf.quoted: the figures the README, the checkpoints' READMEs and the teacher's guide quote
+"""bplf.research.quoted: the figures the README, the checkpoints' READMEs and the teacher's guide
+quote
 are rendered from the committed result files, and drift between them is noticed."""
 
 from __future__ import annotations
 
-from bplf import quoted
+from bplf.research import quoted
 from bplf.settings import REPO_ROOT
 
 

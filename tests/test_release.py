@@ -1,4 +1,5 @@
-"""The exercises and the student release (bplf.release, nbgrader): the release holds no solution,
+"""The exercises and the student release (bplf.course.release, nbgrader): the release holds no
+solution,
 runs up to its first exercise, and every check fails on the stub and passes on the solution, so
 autograding scores the instructor notebooks full marks and the release zero."""
 
@@ -9,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from bplf import release
 from bplf.cli import main
+from bplf.course import release
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("0*.ipynb"))
@@ -35,7 +36,7 @@ def test_every_notebook_has_graded_exercises():
         for ex in found:
             solution, check = nb.cells[ex.solution], nb.cells[ex.check]
             assert "### BEGIN SOLUTION" in solution.source and ex.points > 0
-            assert "from bplf.exercises import check_" in check.source
+            assert "from bplf.course.exercises import check_" in check.source
             assert check.metadata.nbgrader["schema_version"] == 3
             intro = nb.cells[ex.solution - 1]
             assert intro.cell_type == "markdown" and "<summary>Hint</summary>" in intro.source

@@ -29,7 +29,7 @@ TINY = dict(image_size=8, levels=2, steps_per_level=1, hidden_channels=8)
 
 
 def test_reading_runs_does_not_import_the_trainer():
-    code = ("import sys, bplf, bplf.runs, bplf.evaluate, bplf.pretrained; "
+    code = ("import sys, bplf, bplf.runs, bplf.research.evaluate, bplf.pretrained; "
             "print('bplf.train' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bplf.stats import (
+from bplf.research.stats import (
     NOISE_SES,
     binomial_se,
     claim,

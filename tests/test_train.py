@@ -276,7 +276,7 @@ def test_cli_sample_and_evaluate(data_env, tmp_path):
     assert report["recommended"]["samples"]["temperature"] == 0.7
     assert fidelity[1]["n"] == 7 * 12 and "fd_per_emotion" in fidelity[1]
     # the ablations (notebook 06) read such reports as tidy rows, one figure each
-    from bplf.experiments import read_fidelity
+    from bplf.research.experiments import read_fidelity
 
     (tmp_path / "fid" / "fidelity").mkdir(parents=True)
     report_path.rename(tmp_path / "fid" / "fidelity" / "branches-conv.json")
@@ -332,8 +332,8 @@ def test_recommend_takes_faces_a_person_accepts(person_report):
     """Samples: the best joint rate among settings that stay faces (face rate >= 0.9x real)
     and stay diverse (pair SSIM <= 0.3); edits: the best joint hit-rate among those that keep
     the person (SSIM >= the same-person reference) and the face rate (>= 0.9x the inputs')."""
-    from bplf.evaluate import recommend, safe_ranges
-    from bplf.metrics.fidelity import edits_frame
+    from bplf.research.evaluate import recommend, safe_ranges
+    from bplf.research.metrics.fidelity import edits_frame
 
     best = recommend(person_report)
     # prior 3 at T 0.7 has a higher joint rate, but its samples are alike (pair SSIM 0.45)

@@ -12,20 +12,14 @@ import pandas as pd
 import pytest
 import torch
 
-from bplf.data import EMOTIONS, EmotionSet
-from bplf.editing import edit_expression, latent_means
-from bplf.experiments import COLUMNS, GRIDS
-from bplf.guidance import Guidance
-from bplf.likelihood import dequantize, to_uint8
-from bplf.metrics.fidelity import CEILING, as_frame, ceiling_label
-from bplf.viz import (
+from bplf.course.viz import (
     ablation_curves,
     config_colors,
     diversity_figure,
     edits_figure,
     guidance_figure,
 )
-from bplf.widgets import (
+from bplf.course.widgets import (
     AblationExplorer,
     EditExplorer,
     SampleExplorer,
@@ -34,6 +28,12 @@ from bplf.widgets import (
     picker_faces,
     typical_face,
 )
+from bplf.data import EMOTIONS, EmotionSet
+from bplf.editing import edit_expression, latent_means
+from bplf.guidance import Guidance
+from bplf.likelihood import dequantize, to_uint8
+from bplf.research.experiments import COLUMNS, GRIDS
+from bplf.research.metrics.fidelity import CEILING, as_frame, ceiling_label
 
 matplotlib.use("Agg")
 
@@ -89,7 +89,7 @@ class ConfidentIn:
 
 
 def test_counts_figure_names_the_sources_as_the_course_writes_them(synthetic_es):
-    from bplf.viz import plot_counts
+    from bplf.course.viz import plot_counts
 
     fig = plot_counts(three_sources(synthetic_es))
     rows = {t.get_text() for ax in fig.axes for t in ax.get_yticklabels()} - {""}
@@ -268,7 +268,7 @@ def test_default_face_of_the_real_test_set_edits_to_a_face():
     opens on a face of normal contrast whose edits toward every emotion look like faces (the
     old default, a FER-2013 line drawing, edited to a near-black square)."""
     import bplf
-    from bplf.metrics import load_classifier
+    from bplf.research.metrics import load_classifier
 
     es = bplf.load_emotion_set()
     assert not es.synthetic
@@ -290,7 +290,7 @@ def test_default_face_of_the_real_test_set_edits_to_a_face():
 def test_person_figures_draw_each_rule_and_mark_what_breaks(person_report):
     """Face rate, reading and joint rate per rule and temperature against real faces; the
     fidelity-diversity curve circles the recommended setting; hollow edits lost the face."""
-    from bplf.evaluate import recommend
+    from bplf.research.evaluate import recommend
 
     report = person_report | {"recommended": recommend(person_report)}
     fig = guidance_figure(report)

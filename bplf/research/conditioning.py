@@ -2,7 +2,7 @@
 ablation grid, how well its samples and edits show the emotion, beside its test bpd.
 
 Each run (its ``best.pt``) is measured on the test split by the one evaluator,
-``bplf.evaluate.evaluate_checkpoint`` (``evaluate_run`` keeps the model's rows of its
+``bplf.research.evaluate.evaluate_checkpoint`` (``evaluate_run`` keeps the model's rows of its
 ``tidy_rows``):
 
 * ``test_bpd`` per source, emotion summed out (``source="all"``: weighted by faces), and
@@ -14,7 +14,7 @@ Each run (its ``best.pt``) is measured on the test split by the one evaluator,
 * ``edit_hit_rate`` at intensity 1 and the identity kept, ``edit_ssim`` and ``edit_rmse`` to the
   input, per editing method (and guidance for ``swap``); ``same_person_ssim``/``_rmse``: two
   real photos of one person, the reference of the one keeps-the-person rule
-  (``bplf.metrics.faces.keeps_person``).
+  (``bplf.research.metrics.faces.keeps_person``).
 
 The committed ``cpu-long`` rows were measured before the one evaluator: their edits went toward
 all 7 emotions (the face's own included) and their SSIM and RMSE toward one other emotion per
@@ -22,7 +22,7 @@ face, and they carry ``different_person_ssim``/``_rmse`` (two real faces of one 
 same-person reference rows were added later (``with_reference``). Rows are tidy, one figure
 each, in ``results/ablations/<budget>/<grid>-fidelity.csv`` (``experiments.read_fidelity``); a
 rerun evaluates only the runs not in it. ``summary`` and ``verdicts`` turn them into the table
-and the decisions of notebook 06, by the ablations' noise rule (``bplf.stats``).
+and the decisions of notebook 06, by the ablations' noise rule (``bplf.research.stats``).
 """
 
 from __future__ import annotations
@@ -38,8 +38,9 @@ import pandas as pd
 import torch
 
 from bplf.data import EMOTIONS, EmotionSet, load_emotion_set
-from bplf.evaluate import Sweep, evaluate_checkpoint, tidy_rows
-from bplf.experiments import (
+from bplf.guidance import Guidance
+from bplf.research.evaluate import Sweep, evaluate_checkpoint, tidy_rows
+from bplf.research.experiments import (
     FIDELITY_COLUMNS,
     RESULTS_DIR,
     RUNS_DIR,
@@ -47,10 +48,9 @@ from bplf.experiments import (
     grid_runs,
     read_fidelity,
 )
-from bplf.guidance import Guidance
-from bplf.metrics.faces import keeps_person, same_person_reference
+from bplf.research.metrics.faces import keeps_person, same_person_reference
+from bplf.research.stats import NOISE_SES, compare, rate_estimate, verdict
 from bplf.settings import setup_cpu
-from bplf.stats import NOISE_SES, compare, rate_estimate, verdict
 from bplf.utils import atomic_write, progress
 
 TEMPERATURES = (0.5, 0.7, 1.0)
@@ -87,7 +87,8 @@ class FidelityConfig:
 def evaluate_run(run: Path | str, es: EmotionSet, cfg: FidelityConfig | None = None,
                  classifier: Path | str | None = None) -> list[dict]:
     """The rows of one run (without its grid, config and seed), on ``es``'s test split: the
-    model's ``bplf.evaluate.tidy_rows`` of ``evaluate_checkpoint`` at ``cfg.sweep()`` (no floor),
+    model's ``bplf.research.evaluate.tidy_rows`` of ``evaluate_checkpoint`` at ``cfg.sweep()`` (no
+    floor),
     with the guidance as the coupling rule's scale."""
     cfg = cfg or FidelityConfig()
     report = evaluate_checkpoint(run, device="cpu", classifier=classifier,
@@ -192,7 +193,8 @@ def best_setting(rows: pd.DataFrame, metric: str, by: list[str], **where) -> pd.
 
 def kept_edits(rows: pd.DataFrame) -> pd.DataFrame:
     """The edit hit-rate rows of the settings (config, method, guidance) that keep the person
-    by the one rule, ``bplf.metrics.faces.keeps_person``: seed-mean SSIM to the input at least
+    by the one rule, ``bplf.research.metrics.faces.keeps_person``: seed-mean SSIM to the input at
+    least
     the same-person reference (the ``same_person_ssim`` rows, two real photos of one person). A
     hit-rate bought by replacing the face does not count."""
     key = ["config", "method", "guidance"]
@@ -249,7 +251,8 @@ VERDICT_COLUMNS = ["config", "fidelity diff", "fidelity se", "better fidelity?",
 
 
 def verdicts(rows: pd.DataFrame, baseline: str = "top-prior") -> pd.DataFrame:
-    """Every config against ``baseline`` by the noise rule (``bplf.stats``; differences are the
+    """Every config against ``baseline`` by the noise rule (``bplf.research.stats``; differences
+    are the
     config's mean minus the baseline's): better sample fidelity (each at its best setting) and
     better edit hit-rate (its best setting that keeps the person, ``kept_edits``), rates higher
     is better; a test bpd no worse than 0.05 above the baseline's; and the issue's goal:
@@ -281,7 +284,8 @@ def verdicts(rows: pd.DataFrame, baseline: str = "top-prior") -> pd.DataFrame:
 def above_chance(rows: pd.DataFrame, config: str = "top-prior") -> pd.DataFrame:
     """Do ``config``'s unguided samples read as their emotion above chance? Per temperature:
     the seed-mean balanced accuracy, its margin over 1/7 and the margin's standard error
-    (``bplf.stats.rate_estimate``); above chance when the margin is positive and beyond noise
+    (``bplf.research.stats.rate_estimate``); above chance when the margin is positive and beyond
+    noise
     (``NOISE_SES`` standard errors)."""
     fid = _per_seed(rows, "sample_accuracy", config=config, guidance=1.0)
     out = []

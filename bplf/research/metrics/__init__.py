@@ -1,6 +1,6 @@
 """Measuring generated faces: an emotion classifier, and fidelity metrics built on it."""
 
-from bplf.metrics.classifier import (
+from bplf.research.metrics.classifier import (
     ClassifierConfig,
     EmotionCNN,
     evaluate_classifier,

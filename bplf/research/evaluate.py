@@ -2,7 +2,8 @@
 dimension and the flow's own classification accuracy per source, round trips of every test
 face, and (with the classifier) fidelity of samples per setting and of edits per method,
 guidance and intensity. ``tidy_rows`` flattens its report to one figure per row; ``python -m
-bplf evaluate``, the ablations (``bplf.conditioning``, ``bplf.experiments.read_fidelity``) and
+bplf evaluate``, the ablations (``bplf.research.conditioning``,
+``bplf.research.experiments.read_fidelity``) and
 the notebooks read it.
 """
 
@@ -21,9 +22,10 @@ from bplf.data import EMOTIONS, EmotionSet, load_emotion_set
 from bplf.editing import latent_means
 from bplf.guidance import Guidance
 from bplf.likelihood import bpd_from_log_prob, dequantize, to_uint8
-from bplf.metrics import load_classifier
-from bplf.metrics.faces import face_found, same_person_reference
-from bplf.metrics.fidelity import (
+from bplf.model import BPLF, DensityModel
+from bplf.research.metrics import load_classifier
+from bplf.research.metrics.faces import face_found, same_person_reference
+from bplf.research.metrics.fidelity import (
     CEILING,
     FLOOR,
     PERSON_COLUMNS,
@@ -33,7 +35,6 @@ from bplf.metrics.fidelity import (
     guidance_name,
     untrained_like,
 )
-from bplf.model import BPLF, DensityModel
 from bplf.runs import load_checkpoint
 from bplf.utils import progress
 
@@ -55,7 +56,7 @@ def bpd_report(model: BPLF, images: np.ndarray, labels: np.ndarray,
     ``conditional``: -log2 p(x | true emotion); ``marginal``: the emotion summed out,
     p(x) = sum_k p(k) p(x | k), with ``class_prior`` p(k) (uniform if None) — the number to
     compare with unconditional models. ``generative_accuracy``: the flow as a classifier,
-    argmax_y log p(x | y) (``bplf.metrics.fidelity.generative_accuracy``).
+    argmax_y log p(x | y) (``bplf.research.metrics.fidelity.generative_accuracy``).
     """
     device = torch.device(device) if device else next(model.parameters()).device
     x = dequantize(images, generator=torch.Generator().manual_seed(seed)).to(device)
@@ -265,7 +266,8 @@ def evaluate_checkpoint(path: Path | str, split: str = "test", limit: int | None
     """Per-source and overall bpd on ``split``, the flow's own classifier per source
     (``bpd_report``), and the round trip of every face evaluated (``round_trip_report``), for a
     run directory. With ``n_per_emotion`` > 0 also, judged by the classifier in ``classifier``
-    (default: shipped): the fidelity table (``bplf.metrics.fidelity``: classifier accuracy, FD,
+    (default: shipped): the fidelity table (``bplf.research.metrics.fidelity``: classifier
+    accuracy, FD,
     face rate, joint rate, pair SSIM, precision and recall) of this model at every sample
     setting and (with ``floor``) of its untrained floor; the edit rows
     (``fidelity.edit_sweep``) on ``edit_faces`` faces; the references (real faces, the same

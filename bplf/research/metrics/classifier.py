@@ -2,7 +2,7 @@
 
 It reads images in the flow's model space, ``x`` in [-0.5, 0.5) of shape (N, 1, 48, 48), so
 samples from a flow go in as they are. Its penultimate layer (``features``) is the feature space
-of the Fréchet distances in ``bplf.metrics.fidelity``.
+of the Fréchet distances in ``bplf.research.metrics.fidelity``.
 """
 
 from __future__ import annotations

@@ -617,7 +617,7 @@ def seed_results(seed: int = 0) -> pd.DataFrame:
 def check_compare(fn: Callable) -> None:
     """``fn(values, a, b)`` -> dict with ``diff`` (mean a minus mean b), ``se`` (its standard
     error from the seed spread) and ``within_noise`` (|diff| < 2 se)."""
-    from bplf.experiments import compare
+    from bplf.research.stats import compare
 
     with _grading("your compare"):
         values = seed_results()
@@ -648,13 +648,13 @@ def check_compare(fn: Callable) -> None:
                 _fail(f"{a} vs {b}: |diff| = {abs(ref['diff']):.4f}, se = {ref['se']:.4f}: "
                       f"within_noise should be {ref['within_noise']} (the rule: |diff| < 2 se)")
     _ok("difference, standard error and the 2-standard-error rule agree with "
-        "bplf.experiments.compare")
+        "bplf.research.stats.compare")
 
 
 def check_verdict(fn: Callable) -> None:
     """``fn(values, claimed)`` -> "replicates", "does not replicate" or "inconclusive" by the
     noise rule, lower values being better."""
-    from bplf.experiments import compare, verdict
+    from bplf.research.stats import compare, verdict
 
     with _grading("your verdict"):
         values = seed_results()
@@ -680,7 +680,7 @@ def check_verdict(fn: Callable) -> None:
                                        "whichever mean is lower"}[ref]
                 _fail(f"configs {table}: {story}, so the verdict is {ref!r} ({why}); you "
                       f"returned {got!r}")
-    _ok(f"{len(cases)} verdicts agree with the rule of bplf.experiments.verdict")
+    _ok(f"{len(cases)} verdicts agree with the rule of bplf.research.stats.verdict")
 
 
 #: Every exercise check, by name (for the tests and the guide).

@@ -249,14 +249,14 @@ def _config_palette() -> list[tuple[float, float, float]]:
 
 def config_colors(configs: Sequence[str] = ()) -> dict[str, tuple[float, float, float]]:
     """One fixed colour per ablation config, the same in every grid, budget and figure: every
-    config of ``bplf.experiments.GRIDS`` (names of one model share its colour: the ``bplf``
+    config of ``bplf.research.experiments.GRIDS`` (names of one model share its colour: the ``bplf``
     preset is ``depth3-3x3``, ``patch``, ``both``, ``bplf`` and ``top-prior``), plus
     ``configs`` not in the grids, which take the colours left over, in order."""
     import dataclasses
     import json
 
-    from bplf.experiments import GRIDS, GridConfig
     from bplf.model import PRESETS
+    from bplf.research.experiments import GRIDS, GridConfig
 
     def spec(config: GridConfig) -> str:
         model = dataclasses.replace(PRESETS[config.preset], **config.model).to_dict()
@@ -310,13 +310,13 @@ def budget_curves(results: dict, x: str = "step", title: str = "") -> plt.Figure
 
 
 def conditioning_figure(rows, chance: float = 1 / len(EMOTIONS)) -> plt.Figure:
-    """The conditioning experiment (``bplf.conditioning`` rows) in three panels: sample
+    """The conditioning experiment (``bplf.research.conditioning`` rows) in three panels: sample
     fidelity and Fréchet distance against the guidance scale (a line per temperature for each
     config trained with label dropout; every other config a dot at guidance 1 and the
     temperature of its best fidelity), and per config the best sample fidelity and edit hit-rate
     at intensity 1 (of the edits that keep the person, ``conditioning.kept_edits``); seed
     means with one standard deviation, chance (1/7) dashed."""
-    from bplf.conditioning import best_setting, kept_edits
+    from bplf.research.conditioning import best_setting, kept_edits
 
     configs = list(dict.fromkeys(rows["config"]))
     colors = config_colors(configs)
@@ -386,8 +386,8 @@ def guidance_figure(report: dict) -> plt.Figure:
     classifier's reading of the emotion and the joint rate (a face *and* the emotion) against
     the guidance scale, a line per rule and temperature, with real faces as the reference (and
     the face-rate floor of the recommendation, ``evaluate.FACE_RATE_SHARE`` of theirs)."""
-    from bplf.evaluate import FACE_RATE_SHARE
-    from bplf.metrics.fidelity import CEILING
+    from bplf.research.evaluate import FACE_RATE_SHARE
+    from bplf.research.metrics.fidelity import CEILING
 
     rows = report["fidelity"]
     own = [r for r in rows if r["generator"] == report["checkpoint"]]
@@ -421,8 +421,8 @@ def diversity_figure(report: dict) -> plt.Figure:
     (how alike two samples of one emotion are), real faces as a star, the recommendation's
     limit (``evaluate.MAX_PAIR_SSIM``) as a line and the recommended setting circled; settings
     that fall below the face-rate floor are hollow."""
-    from bplf.evaluate import FACE_RATE_SHARE, MAX_PAIR_SSIM
-    from bplf.metrics.fidelity import CEILING
+    from bplf.research.evaluate import FACE_RATE_SHARE, MAX_PAIR_SSIM
+    from bplf.research.metrics.fidelity import CEILING
 
     rows = report["fidelity"]
     own = [r for r in rows if r["generator"] == report["checkpoint"]]
@@ -458,7 +458,7 @@ def edits_figure(report: dict) -> plt.Figure:
     (a face AND the target emotion) and the SSIM to the input, a line per method and guidance,
     with the same-person reference (two real photos of one person) as the line an edit must
     stay above; hollow markers where the edits' face rate falls below the floor."""
-    from bplf.evaluate import FACE_RATE_SHARE
+    from bplf.research.evaluate import FACE_RATE_SHARE
 
     edits = report.get("edits", [])
     ref = report["reference"]

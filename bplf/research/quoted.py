@@ -13,10 +13,10 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-from bplf.conditioning import summary
-from bplf.experiments import read_fidelity
-from bplf.metrics.fidelity import CEILING
 from bplf.pretrained import read_evaluation
+from bplf.research.conditioning import summary
+from bplf.research.experiments import read_fidelity
+from bplf.research.metrics.fidelity import CEILING
 from bplf.settings import REPO_ROOT
 from bplf.utils import atomic_write
 
@@ -134,7 +134,8 @@ def run_progress(folder: str) -> str:
 
 
 def conditioning_summary(budget: str) -> str:
-    """The conditioning grid's summary (``bplf.conditioning.summary``: seed means and sds) from
+    """The conditioning grid's summary (``bplf.research.conditioning.summary``: seed means and sds)
+    from
     its committed fidelity rows under ``budget``."""
     table = summary(read_fidelity(budget, "conditioning"))
     rows = []

@@ -30,8 +30,9 @@ from bplf.data import EMOTIONS, EmotionSet
 from bplf.editing import decode_edit, encode_for_edit, sample_faces
 from bplf.guidance import Guidance
 from bplf.likelihood import dequantize, to_uint8
-from bplf.metrics.classifier import EmotionCNN, predict
-from bplf.metrics.faces import (
+from bplf.model import BPLF, make_model
+from bplf.research.metrics.classifier import EmotionCNN, predict
+from bplf.research.metrics.faces import (
     face_found,
     face_report,
     keeps_person,
@@ -39,7 +40,6 @@ from bplf.metrics.faces import (
     rmse,
     ssim,
 )
-from bplf.model import BPLF, make_model
 from bplf.utils import progress
 
 
@@ -101,7 +101,7 @@ def ceiling_label(es: EmotionSet) -> str:
 
 def _person_columns(images: np.ndarray, y: np.ndarray, read: np.ndarray, feats: np.ndarray,
                     ref: np.ndarray) -> dict:
-    """What a person sees (``bplf.metrics.faces``) beside the classifier's figures: face,
+    """What a person sees (``bplf.research.metrics.faces``) beside the classifier's figures: face,
     reading and joint rates, pair SSIM, and precision and recall against the reference."""
     faces = face_report(images, y, read)
     return {k: faces[k] for k in ("face_rate", "read_rate", "joint_rate", "pair_ssim",
@@ -116,7 +116,7 @@ def fidelity_table(generators: dict[str, BPLF], classifier: EmotionCNN, es: Emot
     """The ceiling row (real faces), then one row per (generator, guidance, temperature), each
     with balanced accuracy and Fréchet distances to the real test faces, overall and per
     emotion, and what a person sees (face rate, joint rate, pair SSIM, precision and recall;
-    ``bplf.metrics.faces``). ``guidance`` maps a generator's name to the guidance (numbers:
+    ``bplf.research.metrics.faces``). ``guidance`` maps a generator's name to the guidance (numbers:
     the coupling rule, or ``Guidance`` objects) it is sampled with at every temperature;
     ``settings`` to exact (temperature, guidance) pairs instead; others: plain samples at
     every temperature."""
@@ -195,7 +195,8 @@ def as_frame(rows: list[dict], es: EmotionSet | None = None):
 
 def generative_accuracy(log_probs: torch.Tensor | np.ndarray, labels: np.ndarray) -> dict:
     """The flow as a classifier: accuracy of argmax_y log p(x | y) given the (N, K) matrix of
-    per-class log-likelihoods (``bplf.evaluate.log_prob_per_class``), overall, balanced (the
+    per-class log-likelihoods (``bplf.research.evaluate.log_prob_per_class``), overall, balanced
+    (the
     mean of the per-emotion accuracies) and per emotion."""
     pred = np.asarray(torch.as_tensor(log_probs).argmax(1).cpu())
     labels = np.asarray(labels)

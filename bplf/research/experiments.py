@@ -27,12 +27,12 @@ import pandas as pd
 import torch
 
 from bplf.data import EmotionSet, load_emotion_set
-from bplf.evaluate import TIDY_COLUMNS, tidy_rows
 from bplf.flows import LabelConfig
 from bplf.model import PRESETS, make_model
+from bplf.research.evaluate import TIDY_COLUMNS, tidy_rows
+from bplf.research.stats import compare, verdict
 from bplf.runs import CHECKPOINT_FILE, METRICS_FILE, TrainConfig, load_run_config, read_metrics
 from bplf.settings import REPO_ROOT, default_device
-from bplf.stats import compare, verdict
 from bplf.train import Trainer, run_model
 from bplf.utils import atomic_write, progress
 
@@ -185,7 +185,7 @@ BUDGETS: dict[str, Budget] = {
 
 COLUMNS = ["grid", "config", "seed", "step", "wall", "train_bpd", "val_bpd", "params",
            "images_per_s", "budget", "hardware"]
-#: the columns of a grid's fidelity file, ``<grid>-fidelity.csv`` (``bplf.conditioning``)
+#: the columns of a grid's fidelity file, ``<grid>-fidelity.csv`` (``bplf.research.conditioning``)
 FIDELITY_COLUMNS = ["grid", "config", "seed", "metric", "source", "method", "temperature",
                     "guidance", "value", "n"]
 
@@ -369,14 +369,15 @@ def side_by_side(results: dict[str, pd.DataFrame]) -> pd.DataFrame:
 
 def read_fidelity(budget: str = "gpu", grid: str | None = None,
                   results_dir: Path | str | None = None) -> pd.DataFrame:
-    """The fidelity figures of a budget's runs, one figure per row (``bplf.evaluate``'s tidy
+    """The fidelity figures of a budget's runs, one figure per row (``bplf.research.evaluate``'s
+    tidy
     rows), from ``results/ablations/<budget>`` (or ``results_dir``).
 
     With ``grid``: the rows of every run of that grid, ``<grid>-fidelity.csv``
     (``FIDELITY_COLUMNS``; empty if none yet: ``python -m bplf ablate-fidelity``). Without: the
     rows of each report ``fidelity/<grid>-<config>.json``, the output of ``python -m bplf
     evaluate --checkpoint RUN --per-emotion N --output FILE`` (columns grid, config and
-    ``bplf.evaluate.TIDY_COLUMNS``)."""
+    ``bplf.research.evaluate.TIDY_COLUMNS``)."""
     folder = Path(results_dir or RESULTS_DIR / budget)
     if grid is not None:
         path = folder / f"{grid}-fidelity.csv"

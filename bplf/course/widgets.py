@@ -17,14 +17,14 @@ import torch
 from IPython.display import display
 from matplotlib.colors import to_rgb
 
+from bplf.course.viz import ablation_curves, face_grid
 from bplf.data import EMOTIONS, EmotionSet
 from bplf.data.labels import source_name
 from bplf.editing import MAX_INTENSITY, edit_expression
-from bplf.evaluate import FACE_RATE_SHARE
 from bplf.guidance import Guidance
 from bplf.likelihood import dequantize, to_uint8
 from bplf.model import BPLF
-from bplf.viz import ablation_curves, face_grid
+from bplf.research.evaluate import FACE_RATE_SHARE
 
 #: a label wide enough for every control's description (no "temperat…")
 WIDE = {"description_width": "initial"}
@@ -79,7 +79,7 @@ def typical_face(faces: EmotionSet, classifier: torch.nn.Module | None = None,
     if classifier is None:
         spread = np.maximum(hi - lo, 1e-6)
         return int(candidates[np.argmin((((stats[candidates] - mid) / spread) ** 2).sum(1))])
-    from bplf.metrics.classifier import predict
+    from bplf.research.metrics.classifier import predict
 
     probs = predict(classifier, dequantize(faces.images[candidates], centre=True)).numpy()
     confidence = probs[np.arange(len(candidates)), faces.labels[candidates]]
@@ -144,7 +144,7 @@ class _Explorer:
 class GuidanceControls:
     """Two sliders, the prior rule's scale and the coupling rule's (``bplf.guidance``), each
     from 1 (the model's own density) to its ``limits`` entry (where faces break, from the
-    model's evaluation: ``bplf.evaluate.safe_ranges``), and a note that says why they end
+    model's evaluation: ``bplf.research.evaluate.safe_ranges``), and a note that says why they end
     there."""
 
     def __init__(self, guidance: Guidance, limits: dict | None = None, what: str = "samples"):
@@ -221,7 +221,7 @@ class EditExplorer(_Explorer):
     editing. ``method`` opens on that method (default: the first the model supports, but the
     slow ``gradient``); with ``guidance`` (a model trained with label dropout), guidance sliders
     for ``reexpress`` (both rules) and ``swap`` (the coupling rule). ``limits``
-    (``bplf.evaluate.safe_ranges``' edits) ends the intensity slider per method, and the
+    (``bplf.research.evaluate.safe_ranges``' edits) ends the intensity slider per method, and the
     guidance sliders, where edits stop being faces or stop keeping the person.
     ``EditExplorer.on_test_faces`` builds the picker (every source present, labelled) and opens
     on a clear, typical face."""
@@ -294,7 +294,7 @@ class EditExplorer(_Explorer):
 class AblationExplorer(_Explorer):
     """Val bpd curves of one grid under one budget, against steps or wall time
     (``results``: budget -> grid -> tidy result rows). Every config keeps one colour across
-    budgets and grids (``bplf.viz.config_colors``)."""
+    budgets and grids (``bplf.course.viz.config_colors``)."""
 
     def __init__(self, results: dict[str, dict[str, pd.DataFrame]], budget: str | None = None,
                  grid: str | None = None, x: str = "step"):
