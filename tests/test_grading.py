@@ -116,7 +116,7 @@ def test_feedback_copies_hold_no_timeout_and_no_reference_solution(graded):
             assert MISTAKES[ex.grade_id][2] in error.evalue, (ex.grade_id, error.evalue)
             trace = "\n".join(error.traceback)
             assert "in your notebook:" in trace and "Cell In[" in trace, trace
-            assert "exercises.py" not in trace and "_fail(" not in trace, trace
+            assert "course/exercises/" not in trace and "_fail(" not in trace, trace
 
 
 def test_submissions_are_found_in_every_layout(tmp_path):

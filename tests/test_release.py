@@ -36,7 +36,8 @@ def test_every_notebook_has_graded_exercises():
         for ex in found:
             solution, check = nb.cells[ex.solution], nb.cells[ex.check]
             assert "### BEGIN SOLUTION" in solution.source and ex.points > 0
-            assert "from bplf.course.exercises import check_" in check.source
+            # the check comes from its lesson's module (bplf/course/exercises/lessonNN.py)
+            assert f"from bplf.course.exercises.lesson{path.name[:2]} import check_" in check.source
             assert check.metadata.nbgrader["schema_version"] == 3
             intro = nb.cells[ex.solution - 1]
             assert intro.cell_type == "markdown" and "<summary>Hint</summary>" in intro.source
