@@ -25,6 +25,7 @@ from pathlib import Path
 
 import nbformat
 from nbformat import NotebookNode
+from traitlets.config.loader import PyFileConfigLoader
 
 from bplf.settings import REPO_ROOT
 from bplf.utils import atomic_write
@@ -145,8 +146,6 @@ class Grades:
 
 def grading_config(path: Path | str = CONFIG_FILE):
     """The traitlets config graded kernels run under, read from ``nbgrader_config.py``."""
-    from traitlets.config.loader import PyFileConfigLoader
-
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: nbgrader's config of the course is missing (it sets the "

@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from collections.abc import Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
 import seaborn as sns
+import torch
+from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
 from bplf.data.dataset import SPLITS, EmotionSet
 from bplf.data.labels import EMOTIONS, source_name
+from bplf.editing import edit_expression, sample_faces
+from bplf.guidance import Guidance
+from bplf.likelihood import dequantize, to_uint8
+from bplf.model import PRESETS
+from bplf.research.conditioning import best_setting, kept_edits
+from bplf.research.evaluate import FACE_RATE_SHARE, MAX_PAIR_SSIM
+from bplf.research.experiments import GRIDS, GridConfig
+from bplf.research.metrics.fidelity import CEILING
 
 
 def plot_counts(es: EmotionSet) -> plt.Figure:
@@ -80,8 +92,6 @@ def mean_faces(es: EmotionSet) -> plt.Figure:
 
 def draw_bi_parallel_coupling(depth: int = 3, kernel: int = 3) -> plt.Figure:
     """Schematic of one BiParallelAffineCoupling: the two conditioner branches, summed."""
-    from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
-
     fig, ax = plt.subplots(figsize=(9, 3.6))
     ax.set_xlim(0, 10)
     ax.set_ylim(0, 5)
@@ -130,9 +140,6 @@ def samples_per_emotion(model, per_emotion: int = 8, temperature: float = 0.7,
     """One row per emotion of class-conditional samples at ``temperature`` (and ``guidance``, a
     ``bplf.guidance.Guidance`` or a coupling scale, for a model trained with label dropout),
     fixed seed."""
-    from bplf.editing import sample_faces
-    from bplf.guidance import Guidance
-
     guidance = Guidance.of(guidance)
     images, _ = sample_faces(model, per_emotion, temperature, seed, guidance=guidance)
     fig = face_grid(images.numpy(), ncols=per_emotion,
@@ -168,11 +175,6 @@ def training_curves(runs: dict[str, list[dict]], baseline: float | None = None) 
 def edit_grid(model, images: np.ndarray, labels: Sequence[int], means, intensity: float = 1.0,
               method: str = "mean", row_labels: Sequence[str] | None = None) -> plt.Figure:
     """Rows: uint8 faces; columns: the input, then the face edited toward each emotion."""
-    import torch
-
-    from bplf.editing import edit_expression
-    from bplf.likelihood import dequantize, to_uint8
-
     x = dequantize(images, centre=True)
     cells = []
     for i, src in enumerate(labels):
@@ -196,12 +198,6 @@ def edit_methods_grid(model, image: np.ndarray, label: int, means,
     faces). ``methods``: names, or (name, guidance) pairs; a bare name of a guided method
     (``swap``, ``reexpress``) takes ``guidance``. Default: every method the model supports but
     ``gradient`` (slow, and its edits are invisible: notebook 05)."""
-    import torch
-
-    from bplf.editing import edit_expression
-    from bplf.guidance import Guidance
-    from bplf.likelihood import dequantize, to_uint8
-
     pairs = []
     for m in methods or [m for m in model.edit_methods if m != "gradient"]:
         name, g = m if isinstance(m, tuple) else (m, guidance if m in ("swap", "reexpress")
@@ -252,12 +248,6 @@ def config_colors(configs: Sequence[str] = ()) -> dict[str, tuple[float, float, 
     config of ``bplf.research.experiments.GRIDS`` (names of one model share its colour: the ``bplf``
     preset is ``depth3-3x3``, ``patch``, ``both``, ``bplf`` and ``top-prior``), plus
     ``configs`` not in the grids, which take the colours left over, in order."""
-    import dataclasses
-    import json
-
-    from bplf.model import PRESETS
-    from bplf.research.experiments import GRIDS, GridConfig
-
     def spec(config: GridConfig) -> str:
         model = dataclasses.replace(PRESETS[config.preset], **config.model).to_dict()
         return json.dumps([model, config.train, config.match], sort_keys=True)
@@ -316,8 +306,6 @@ def conditioning_figure(rows, chance: float = 1 / len(EMOTIONS)) -> plt.Figure:
     temperature of its best fidelity), and per config the best sample fidelity and edit hit-rate
     at intensity 1 (of the edits that keep the person, ``conditioning.kept_edits``); seed
     means with one standard deviation, chance (1/7) dashed."""
-    from bplf.research.conditioning import best_setting, kept_edits
-
     configs = list(dict.fromkeys(rows["config"]))
     colors = config_colors(configs)
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
@@ -386,9 +374,6 @@ def guidance_figure(report: dict) -> plt.Figure:
     classifier's reading of the emotion and the joint rate (a face *and* the emotion) against
     the guidance scale, a line per rule and temperature, with real faces as the reference (and
     the face-rate floor of the recommendation, ``evaluate.FACE_RATE_SHARE`` of theirs)."""
-    from bplf.research.evaluate import FACE_RATE_SHARE
-    from bplf.research.metrics.fidelity import CEILING
-
     rows = report["fidelity"]
     own = [r for r in rows if r["generator"] == report["checkpoint"]]
     real = next(r for r in rows if r["generator"] == CEILING)
@@ -421,9 +406,6 @@ def diversity_figure(report: dict) -> plt.Figure:
     (how alike two samples of one emotion are), real faces as a star, the recommendation's
     limit (``evaluate.MAX_PAIR_SSIM``) as a line and the recommended setting circled; settings
     that fall below the face-rate floor are hollow."""
-    from bplf.research.evaluate import FACE_RATE_SHARE, MAX_PAIR_SSIM
-    from bplf.research.metrics.fidelity import CEILING
-
     rows = report["fidelity"]
     own = [r for r in rows if r["generator"] == report["checkpoint"]]
     real = next(r for r in rows if r["generator"] == CEILING)
@@ -458,8 +440,6 @@ def edits_figure(report: dict) -> plt.Figure:
     (a face AND the target emotion) and the SSIM to the input, a line per method and guidance,
     with the same-person reference (two real photos of one person) as the line an edit must
     stay above; hollow markers where the edits' face rate falls below the floor."""
-    from bplf.research.evaluate import FACE_RATE_SHARE
-
     edits = report.get("edits", [])
     ref = report["reference"]
     floor = FACE_RATE_SHARE * ref["edit_inputs"]["face_rate"]

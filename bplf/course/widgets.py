@@ -25,6 +25,7 @@ from bplf.guidance import Guidance
 from bplf.likelihood import dequantize, to_uint8
 from bplf.model import BPLF
 from bplf.research.evaluate import FACE_RATE_SHARE
+from bplf.research.metrics.classifier import predict
 
 #: a label wide enough for every control's description (no "temperat…")
 WIDE = {"description_width": "initial"}
@@ -79,8 +80,6 @@ def typical_face(faces: EmotionSet, classifier: torch.nn.Module | None = None,
     if classifier is None:
         spread = np.maximum(hi - lo, 1e-6)
         return int(candidates[np.argmin((((stats[candidates] - mid) / spread) ** 2).sum(1))])
-    from bplf.research.metrics.classifier import predict
-
     probs = predict(classifier, dequantize(faces.images[candidates], centre=True)).numpy()
     confidence = probs[np.arange(len(candidates)), faces.labels[candidates]]
     return int(candidates[np.argmax(confidence)])

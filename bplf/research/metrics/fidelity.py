@@ -24,6 +24,7 @@ And for any class-conditional flow (``python -m bplf evaluate`` reports them):
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import torch
 
 from bplf.data import EMOTIONS, EmotionSet
@@ -177,8 +178,6 @@ def as_frame(rows: list[dict], es: EmotionSet | None = None):
     accuracy, FD, what a person sees (where measured), and per-emotion accuracy and Fréchet
     distance as columns. With ``es``, the ceiling row is labelled by what was loaded
     (``ceiling_label``)."""
-    import pandas as pd
-
     names = {CEILING: ceiling_label(es)} if es is not None else {}
     table = pd.DataFrame([{"generator": names.get(r["generator"], r["generator"]),
                            "guidance": guidance_name(r.get("guidance", None
@@ -250,7 +249,5 @@ def edit_sweep(model: BPLF, classifier: EmotionCNN, images: np.ndarray, labels: 
 
 def edits_frame(rows: list[dict]):
     """``edit_sweep``'s rows as a table: one row per method, guidance and intensity."""
-    import pandas as pd
-
     columns = ["hit_rate", "face_rate", "joint_rate", "ssim", "rmse", "keeps_person"]
     return (pd.DataFrame(rows).set_index(["method", "guidance", "intensity"])[columns])
