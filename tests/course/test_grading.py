@@ -14,7 +14,7 @@ import pytest
 from bplf.cli import main
 from bplf.course import release
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 LESSONS = {p.name[:2]: p for p in sorted((ROOT / "notebooks").glob("0*.ipynb"))}
 SOLUTION = re.compile(r"[ \t]*### BEGIN SOLUTION\n(.*?)[ \t]*### END SOLUTION\n", re.S)
 

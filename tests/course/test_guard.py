@@ -28,7 +28,7 @@ from bplf.course.guard import (
     strip_file,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PNG = base64.b64encode(b"\x89PNG\r\n\x1a\n" + bytes(120)).decode()
 JPEG = base64.b64encode(b"\xff\xd8\xff\xe0" + bytes(120)).decode()
 
