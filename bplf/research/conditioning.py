@@ -88,8 +88,7 @@ def evaluate_run(run: Path | str, es: EmotionSet, cfg: FidelityConfig | None = N
                  classifier: Path | str | None = None) -> list[dict]:
     """The rows of one run (without its grid, config and seed), on ``es``'s test split: the
     model's ``bplf.research.evaluate.tidy_rows`` of ``evaluate_checkpoint`` at ``cfg.sweep()`` (no
-    floor),
-    with the guidance as the coupling rule's scale."""
+    floor), with the guidance as the coupling rule's scale."""
     cfg = cfg or FidelityConfig()
     report = evaluate_checkpoint(run, device="cpu", classifier=classifier,
                                  n_per_emotion=cfg.per_emotion, edit_faces=cfg.edit_faces,
@@ -194,9 +193,8 @@ def best_setting(rows: pd.DataFrame, metric: str, by: list[str], **where) -> pd.
 def kept_edits(rows: pd.DataFrame) -> pd.DataFrame:
     """The edit hit-rate rows of the settings (config, method, guidance) that keep the person
     by the one rule, ``bplf.research.metrics.faces.keeps_person``: seed-mean SSIM to the input at
-    least
-    the same-person reference (the ``same_person_ssim`` rows, two real photos of one person). A
-    hit-rate bought by replacing the face does not count."""
+    least the same-person reference (the ``same_person_ssim`` rows, two real photos of one person).
+    A hit-rate bought by replacing the face does not count."""
     key = ["config", "method", "guidance"]
     reference = _per_seed(rows, "same_person_ssim").groupby("config")["value"].mean()
     if reference.empty:
@@ -252,13 +250,12 @@ VERDICT_COLUMNS = ["config", "fidelity diff", "fidelity se", "better fidelity?",
 
 def verdicts(rows: pd.DataFrame, baseline: str = "top-prior") -> pd.DataFrame:
     """Every config against ``baseline`` by the noise rule (``bplf.research.stats``; differences
-    are the
-    config's mean minus the baseline's): better sample fidelity (each at its best setting) and
-    better edit hit-rate (its best setting that keeps the person, ``kept_edits``), rates higher
-    is better; a test bpd no worse than 0.05 above the baseline's; and the issue's goal:
-    fidelity and hit-rate margins over chance at least twice the baseline's, both better beyond
-    noise, bpd within 0.05. A config none of whose edits keeps the person has no edit verdict
-    ("inconclusive") and does not meet the goal."""
+    are the config's mean minus the baseline's): better sample fidelity (each at its best setting)
+    and better edit hit-rate (its best setting that keeps the person, ``kept_edits``), rates higher
+    is better; a test bpd no worse than 0.05 above the baseline's; and the issue's goal: fidelity
+    and hit-rate margins over chance at least twice the baseline's, both better beyond noise, bpd
+    within 0.05. A config none of whose edits keeps the person has no edit verdict ("inconclusive")
+    and does not meet the goal."""
     fid = best_setting(rows, "sample_accuracy", ["temperature", "guidance"])
     edits = best_setting(kept_edits(rows), "edit_hit_rate", ["method", "guidance"])
     bpd = _per_seed(rows, "test_bpd", source="all")[["config", "seed", "value"]]
@@ -285,8 +282,7 @@ def above_chance(rows: pd.DataFrame, config: str = "top-prior") -> pd.DataFrame:
     """Do ``config``'s unguided samples read as their emotion above chance? Per temperature:
     the seed-mean balanced accuracy, its margin over 1/7 and the margin's standard error
     (``bplf.research.stats.rate_estimate``); above chance when the margin is positive and beyond
-    noise
-    (``NOISE_SES`` standard errors)."""
+    noise (``NOISE_SES`` standard errors)."""
     fid = _per_seed(rows, "sample_accuracy", config=config, guidance=1.0)
     out = []
     for t, v in fid.groupby("temperature"):

@@ -3,8 +3,7 @@ dimension and the flow's own classification accuracy per source, round trips of 
 face, and (with the classifier) fidelity of samples per setting and of edits per method,
 guidance and intensity. ``tidy_rows`` flattens its report to one figure per row; ``python -m
 bplf evaluate``, the ablations (``bplf.research.conditioning``,
-``bplf.research.experiments.read_fidelity``) and
-the notebooks read it.
+``bplf.research.experiments.read_fidelity``) and the notebooks read it.
 """
 
 from __future__ import annotations
@@ -267,17 +266,16 @@ def evaluate_checkpoint(path: Path | str, split: str = "test", limit: int | None
     (``bpd_report``), and the round trip of every face evaluated (``round_trip_report``), for a
     run directory. With ``n_per_emotion`` > 0 also, judged by the classifier in ``classifier``
     (default: shipped): the fidelity table (``bplf.research.metrics.fidelity``: classifier
-    accuracy, FD,
-    face rate, joint rate, pair SSIM, precision and recall) of this model at every sample
-    setting and (with ``floor``) of its untrained floor; the edit rows
-    (``fidelity.edit_sweep``) on ``edit_faces`` faces; the references (real faces, the same
-    person, the edits' inputs); and the ``recommend``-ed settings. ``sweep``: "grid"
-    (``grid_sweep`` of ``temperatures`` and ``guidance``), "person" (``person_sweep``) or a
-    ``Sweep``. Guidance needs a run trained with label dropout (its null label is what guidance
-    extrapolates from): asked for on the "grid" sweep it is refused, and the "person" sweep or a
-    ``Sweep`` drop their guided settings. ``emotion_set``: the faces (default:
-    ``load_emotion_set()``); ``mean_faces``: train faces per emotion averaged for the ``mean``
-    edit. ``workers`` = 2 measures the edits in a second process, one thread each."""
+    accuracy, FD, face rate, joint rate, pair SSIM, precision and recall) of this model at every
+    sample setting and (with ``floor``) of its untrained floor; the edit rows
+    (``fidelity.edit_sweep``) on ``edit_faces`` faces; the references (real faces, the same person,
+    the edits' inputs); and the ``recommend``-ed settings. ``sweep``: "grid" (``grid_sweep`` of
+    ``temperatures`` and ``guidance``), "person" (``person_sweep``) or a ``Sweep``. Guidance needs a
+    run trained with label dropout (its null label is what guidance extrapolates from): asked for on
+    the "grid" sweep it is refused, and the "person" sweep or a ``Sweep`` drop their guided
+    settings. ``emotion_set``: the faces (default: ``load_emotion_set()``); ``mean_faces``: train
+    faces per emotion averaged for the ``mean`` edit. ``workers`` = 2 measures the edits in a second
+    process, one thread each."""
 
     model = load_checkpoint(path, device)
     guidable = model.guidable

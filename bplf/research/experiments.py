@@ -370,8 +370,7 @@ def side_by_side(results: dict[str, pd.DataFrame]) -> pd.DataFrame:
 def read_fidelity(budget: str = "gpu", grid: str | None = None,
                   results_dir: Path | str | None = None) -> pd.DataFrame:
     """The fidelity figures of a budget's runs, one figure per row (``bplf.research.evaluate``'s
-    tidy
-    rows), from ``results/ablations/<budget>`` (or ``results_dir``).
+    tidy rows), from ``results/ablations/<budget>`` (or ``results_dir``).
 
     With ``grid``: the rows of every run of that grid, ``<grid>-fidelity.csv``
     (``FIDELITY_COLUMNS``; empty if none yet: ``python -m bplf ablate-fidelity``). Without: the

@@ -135,8 +135,7 @@ def run_progress(folder: str) -> str:
 
 def conditioning_summary(budget: str) -> str:
     """The conditioning grid's summary (``bplf.research.conditioning.summary``: seed means and sds)
-    from
-    its committed fidelity rows under ``budget``."""
+    from its committed fidelity rows under ``budget``."""
     table = summary(read_fidelity(budget, "conditioning"))
     rows = []
     for config, r in table.iterrows():

@@ -1,7 +1,6 @@
 """The exercises and the student release (bplf.course.release, nbgrader): the release holds no
-solution,
-runs up to its first exercise, and every check fails on the stub and passes on the solution, so
-autograding scores the instructor notebooks full marks and the release zero."""
+solution, runs up to its first exercise, and every check fails on the stub and passes on the
+solution, so autograding scores the instructor notebooks full marks and the release zero."""
 
 from __future__ import annotations
 

@@ -1,6 +1,5 @@
 """bplf.research.metrics.faces: what a person sees (a face found, the same person, diversity),
-checked
-against the libraries the field uses (scikit-image's SSIM, prdc's precision and recall)."""
+checked against the libraries the field uses (scikit-image's SSIM, prdc's precision and recall)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,5 @@
 """bplf.research.quoted: the figures the README, the checkpoints' READMEs and the teacher's guide
-quote
-are rendered from the committed result files, and drift between them is noticed."""
+quote are rendered from the committed result files, and drift between them is noticed."""
 
 from __future__ import annotations
 

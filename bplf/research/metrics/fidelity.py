@@ -195,8 +195,7 @@ def as_frame(rows: list[dict], es: EmotionSet | None = None):
 def generative_accuracy(log_probs: torch.Tensor | np.ndarray, labels: np.ndarray) -> dict:
     """The flow as a classifier: accuracy of argmax_y log p(x | y) given the (N, K) matrix of
     per-class log-likelihoods (``bplf.research.evaluate.log_prob_per_class``), overall, balanced
-    (the
-    mean of the per-emotion accuracies) and per emotion."""
+    (the mean of the per-emotion accuracies) and per emotion."""
     pred = np.asarray(torch.as_tensor(log_probs).argmax(1).cpu())
     labels = np.asarray(labels)
     per = {EMOTIONS[k]: float((pred[labels == k] == k).mean()) for k in np.unique(labels)}
