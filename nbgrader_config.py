@@ -2,7 +2,7 @@
 
 nbgrader's own apps (``nbgrader autograde``, ``nbgrader validate``, the JupyterLab extension)
 read this file when started from the repository root; ``python -m bplf grade`` reads it too
-(``bplf.release.grading_config``), so both routes grade a submission the same way.
+(``bplf.course.release.grading_config``), so both routes grade a submission the same way.
 """
 
 c = get_config()  # noqa: F821 (traitlets provides it)

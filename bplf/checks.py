@@ -13,6 +13,8 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from bplf.flows import ActNorm, BiParallelAffineCoupling, InvConv1x1, PCALayer
+
 
 @torch.no_grad()
 def round_trip_error(module: nn.Module, x: torch.Tensor, cond=None) -> float:
@@ -71,8 +73,6 @@ def layer_round_trips(model: nn.Module, x: torch.Tensor, y=None) -> list[dict]:
     ``y`` for a label-conditioned model). One row per layer, in forward order: the worst
     ``local_error`` (max |inverse(forward(h)) - h|) and, for couplings, the smallest scale
     ``min_scale`` and the largest shift ``max_shift`` it applied."""
-    from bplf.flows import ActNorm, BiParallelAffineCoupling, InvConv1x1, PCALayer
-
     seen: list[tuple] = []  # (name, layer, input, cond, output) in forward order
     hooks = [m.register_forward_hook(
                  lambda m, inp, out, name=name: seen.append(

@@ -9,8 +9,19 @@ import time
 from pathlib import Path
 
 import torch
+from PIL import Image
 
-from bplf import notebooks
+from bplf.course import guard, release
+from bplf.data import EMOTIONS, build_emotion_set, load_emotion_set
+from bplf.likelihood import to_uint8
+from bplf.pretrained import export_model
+from bplf.research import conditioning, experiments, quoted
+from bplf.research.bench import throughput
+from bplf.research.evaluate import evaluate_checkpoint
+from bplf.research.metrics.classifier import ClassifierConfig, evaluate_classifier, train_classifier
+from bplf.runs import TrainConfig, load_checkpoint
+from bplf.settings import setup_cpu
+from bplf.train import train
 from bplf.utils import atomic_write
 
 
@@ -32,9 +43,6 @@ def _json_arg(text: str) -> dict:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    from bplf.runs import TrainConfig
-    from bplf.train import train
-
     options = dict(args.config.get("train", {})) if args.config else {}
     model_overrides = dict(args.config.get("model", {})) if args.config else {}
     options["preset"] = args.preset or options.get("preset", "bplf")
@@ -50,12 +58,6 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def cmd_sample(args: argparse.Namespace) -> None:
-    from PIL import Image
-
-    from bplf.data import EMOTIONS
-    from bplf.likelihood import to_uint8
-    from bplf.runs import load_checkpoint
-
     model = load_checkpoint(args.checkpoint, args.device)
     torch.manual_seed(args.seed)
     y = torch.arange(len(EMOTIONS), device=next(model.parameters()).device)
@@ -71,8 +73,6 @@ def cmd_sample(args: argparse.Namespace) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
-    from bplf.evaluate import evaluate_checkpoint
-
     report = evaluate_checkpoint(args.checkpoint, split=args.split, limit=args.limit,
                                  device=args.device, classifier=args.classifier,
                                  n_per_emotion=args.per_emotion,
@@ -86,9 +86,6 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
 
 def cmd_bench(args: argparse.Namespace) -> None:
-    from bplf.bench import throughput
-    from bplf.settings import setup_cpu
-
     if args.threads:
         torch.set_num_threads(args.threads)
     setup_cpu()
@@ -106,21 +103,12 @@ def cmd_bench(args: argparse.Namespace) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> None:
-    from bplf.pretrained import export_model
-
     dest = export_model(args.run, args.weights)
     size = dest.stat().st_size / 2**20
     print(f"wrote {dest} ({size:.1f} MiB) from {args.weights}")
 
 
 def cmd_train_classifier(args: argparse.Namespace) -> None:
-    from bplf.data import load_emotion_set
-    from bplf.metrics.classifier import (
-        ClassifierConfig,
-        evaluate_classifier,
-        train_classifier,
-    )
-
     cfg = ClassifierConfig.from_dict({**(args.config or {}),
                                       **({"epochs": args.epochs} if args.epochs else {})})
     es = load_emotion_set()
@@ -132,34 +120,28 @@ def cmd_train_classifier(args: argparse.Namespace) -> None:
 
 
 def cmd_ablate(args: argparse.Namespace) -> None:
-    from bplf.experiments import run_grids, summary
-
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.configs and len(args.grid) > 1:
         raise SystemExit("--configs needs a single --grid")
-    results = run_grids(args.grid, args.budget, tuple(args.seeds), args.workers, args.configs,
-                        device=args.device)
+    results = experiments.run_grids(args.grid, args.budget, tuple(args.seeds), args.workers,
+                                    args.configs, device=args.device)
     for grid, rows in results.items():
-        print(f"== {grid} ==\n{summary(rows).to_string()}")
+        print(f"== {grid} ==\n{experiments.summary(rows).to_string()}")
 
 
 def cmd_ablate_fidelity(args: argparse.Namespace) -> None:
-    from bplf.conditioning import FidelityConfig, evaluate_grid, summary, verdicts
-
     if args.threads:
         torch.set_num_threads(args.threads)
-    cfg = FidelityConfig(per_emotion=args.per_emotion, edit_faces=args.edit_faces)
-    rows = evaluate_grid(args.grid, args.budget, tuple(args.seeds), args.configs, cfg,
-                         workers=args.workers)
-    print(summary(rows).to_string())
+    cfg = conditioning.FidelityConfig(per_emotion=args.per_emotion, edit_faces=args.edit_faces)
+    rows = conditioning.evaluate_grid(args.grid, args.budget, tuple(args.seeds), args.configs,
+                                      cfg, workers=args.workers)
+    print(conditioning.summary(rows).to_string())
     if "top-prior" in set(rows["config"]):
-        print(verdicts(rows).to_string())
+        print(conditioning.verdicts(rows).to_string())
 
 
 def cmd_build_data(args: argparse.Namespace) -> None:
-    from bplf.data import build_emotion_set
-
     m = build_emotion_set(force=args.force)
     counts = {src: sum(n for sp in c.values() for n in sp.values())
               for src, c in m["counts"].items()}
@@ -168,26 +150,20 @@ def cmd_build_data(args: argparse.Namespace) -> None:
 
 
 def cmd_student(args: argparse.Namespace) -> None:
-    from bplf.release import make_student, summary
-
-    written = make_student(args.out, args.notebooks or None)
-    rows = summary(args.notebooks or None)
+    written = release.make_student(args.out, args.notebooks or None)
+    rows = release.summary(args.notebooks or None)
     print(f"wrote {len(written)} student notebooks to {args.out}: {len(rows)} exercises, "
           f"{sum(r['points'] for r in rows):g} points")
 
 
 def cmd_grade(args: argparse.Namespace) -> None:
-    from bplf.release import grade
-
     start = time.perf_counter()
-    rows = grade(args.submissions, args.out, args.workers, args.exercises_only)
+    rows = release.grade(args.submissions, args.out, args.workers, args.exercises_only)
     print(f"graded {len(rows)} submissions in {time.perf_counter() - start:.0f} s: "
           f"{args.out / 'grades.csv'}, feedback in {args.out / 'feedback'}")
 
 
 def cmd_render_docs(args: argparse.Namespace) -> None:
-    from bplf import quoted
-
     if args.check:
         stale = quoted.stale()
         if stale:
@@ -202,7 +178,7 @@ def cmd_render_docs(args: argparse.Namespace) -> None:
 def cmd_strip_notebooks(args: argparse.Namespace) -> None:
     if not args.staged and not args.files:
         raise SystemExit("strip-notebooks: give notebooks, or --staged")
-    sys.exit(notebooks.run(args))
+    sys.exit(guard.run(args))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -246,7 +222,8 @@ def main(argv: list[str] | None = None) -> None:
                         "with label dropout; bplf.guidance)")
     p.add_argument("--sweep", choices=["grid", "person"], default="grid",
                    help="grid: every temperature x guidance scale; person: the curated sweep "
-                        "of bplf.evaluate.person_sweep (ignores --temperatures, --guidance)")
+                        "of bplf.research.evaluate.person_sweep (ignores --temperatures, "
+                        "--guidance)")
     p.add_argument("--workers", type=int, default=1,
                    help="2: measure the edits in a second process (one thread each)")
     p.add_argument("--edit-faces", type=int, default=200,
@@ -285,7 +262,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--grid", required=True, nargs="+",
                    help="conditioner, pca, branches, baselines and/or conditioning")
     p.add_argument("--budget", default="cpu",
-                   help="gpu, cpu, cpu-long or quick (bplf.experiments.BUDGETS)")
+                   help="gpu, cpu, cpu-long or quick (bplf.research.experiments.BUDGETS)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--configs", nargs="+", help="only these configs of the grid")
     p.add_argument("--threads", type=int)
@@ -295,7 +272,7 @@ def main(argv: list[str] | None = None) -> None:
     p.set_defaults(func=cmd_ablate)
 
     p = sub.add_parser("ablate-fidelity", help="samples and edits of an ablation grid's runs: "
-                       "results/ablations/BUDGET/GRID-fidelity.csv (bplf.conditioning)")
+                       "results/ablations/BUDGET/GRID-fidelity.csv (bplf.research.conditioning)")
     p.add_argument("--grid", default="conditioning")
     p.add_argument("--budget", default="cpu-long")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
@@ -312,13 +289,13 @@ def main(argv: list[str] | None = None) -> None:
     p.set_defaults(func=cmd_build_data)
 
     p = sub.add_parser("render-docs", help="rewrite the figures the README and docs quote "
-                       "from the committed result files (bplf.quoted)")
+                       "from the committed result files (bplf.research.quoted)")
     p.add_argument("--check", action="store_true", help="only say which are out of date")
     p.set_defaults(func=cmd_render_docs)
 
     p = sub.add_parser("strip-notebooks",
                        help="strip dataset-face outputs and widget state from notebooks")
-    notebooks.add_arguments(p)
+    guard.add_arguments(p)
     p.set_defaults(func=cmd_strip_notebooks)
 
     p = sub.add_parser("student", help="write the student release of the notebooks (nbgrader: "

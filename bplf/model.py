@@ -43,7 +43,7 @@ PERMUTATIONS = ("invconv", "reverse")
 EDIT_METHODS = ("mean", "prior", "reexpress", "swap", "gradient")
 #: implementation name -> the module that registers it (``register_implementation``) when
 #: imported; the core imports none of them, so an optional peer can import the core
-IMPLEMENTATION_PROVIDERS = {"bplf": "bplf.model", "normflows": "bplf.peers"}
+IMPLEMENTATION_PROVIDERS = {"bplf": "bplf.model", "normflows": "bplf.research.peers"}
 IMPLEMENTATIONS = tuple(IMPLEMENTATION_PROVIDERS)
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {}
 
@@ -85,7 +85,7 @@ class ModelConfig:
     pca: str = "patch"
     pca_trainable: bool = False
     permutation: str = "invconv"
-    #: "bplf" (this package's flow) or "normflows" (the peer Glow of bplf.peers)
+    #: "bplf" (this package's flow) or "normflows" (the peer Glow of bplf.research.peers)
     implementation: str = "bplf"
     #: floor of every coupling's scale, so each step stays invertible in float32 (notebook 03);
     #: a config saved before the floor existed means 0 (see ``LEGACY_DEFAULTS``)
@@ -209,7 +209,7 @@ class Level(nn.Module):
 
 class DensityModel(nn.Module):
     """What every model a ``ModelConfig`` builds shares: ``BPLF`` and the peers of
-    ``bplf.peers``."""
+    ``bplf.research.peers``."""
 
     config: ModelConfig
 

@@ -66,8 +66,8 @@ def read_evaluation(path: Path | str | None = None, name: str = EVALUATION_FILE)
 
 def recommended(path: Path | str | None = None) -> dict:
     """The sampling and editing settings to use with a model, as its evaluation chose them
-    (``bplf.evaluate.recommend``): ``samples`` (temperature, guidance) and ``edits`` (method,
-    guidance)."""
+    (``bplf.research.evaluate.recommend``): ``samples`` (temperature, guidance) and ``edits``
+    (method, guidance)."""
     report = read_evaluation(path)
     if "recommended" not in report:
         raise KeyError(f"{Path(path or PRETRAINED_DIR) / EVALUATION_FILE}: no recommended "

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.distributed as dist
+from PIL import Image
 from torch import nn
 
 from bplf.data import EMOTIONS, EmotionSet, load_emotion_set
@@ -404,8 +405,6 @@ class Trainer:
         """A PNG grid: one row per emotion, sampled at the configured temperature."""
         if self.rank != 0:
             return None
-        from PIL import Image
-
         model = self.sampler
         was_training = model.training
         model.eval()

@@ -1,5 +1,6 @@
-"""Shared fixtures: the device parametrisation, face-like test images, parameter perturbation,
-a synthetic emotion set."""
+"""Shared fixtures and tiny configs: the device parametrisation, face-like test images, parameter
+perturbation, a synthetic emotion set; the small model and training configs the tests share
+(``from conftest import TINY_MODEL``), one name per meaning."""
 
 from __future__ import annotations
 
@@ -12,6 +13,17 @@ from bplf.editing import latent_means
 from bplf.flows import LabelConfig
 from bplf.likelihood import dequantize
 from bplf.model import build_model
+
+#: a tiny 8x8 model, one flow step per level (``build_model``/``ModelConfig`` keywords)
+TINY_MODEL = dict(image_size=8, levels=2, steps_per_level=1, hidden_channels=8)
+#: the same with two flow steps per level
+TINY_MODEL_2STEPS = dict(image_size=8, levels=2, steps_per_level=2, hidden_channels=8)
+#: the model overrides of a tiny training run (the image size comes from the data)
+TINY_RUN_MODEL = {"levels": 2, "steps_per_level": 1, "hidden_channels": 8, "pca": "patch"}
+#: a training run of a few steps on the synthetic set (``TrainConfig`` keywords), evaluated
+#: every 4 steps
+QUICK_TRAIN = dict(batch_size=8, init_size=32, val_size=32, eval_interval=4, log_interval=1,
+                   sample_interval=1000, checkpoint_interval=3, warmup_steps=2, train_limit=200)
 
 
 @pytest.fixture(params=["cpu", "cuda"])

@@ -7,6 +7,8 @@ import numpy as np
 import pytest
 import torch
 
+from bplf.course.viz import edit_grid, edit_methods_grid
+from bplf.course.widgets import EditExplorer, SampleExplorer
 from bplf.data import EMOTIONS
 from bplf.editing import (
     ascend_own_classifier,
@@ -18,8 +20,6 @@ from bplf.editing import (
 from bplf.guidance import Guidance
 from bplf.likelihood import dequantize
 from bplf.model import DensityModel
-from bplf.viz import edit_grid, edit_methods_grid
-from bplf.widgets import EditExplorer, SampleExplorer
 
 matplotlib.use("Agg")
 

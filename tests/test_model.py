@@ -9,13 +9,13 @@ import warnings
 
 import pytest
 import torch
+from conftest import TINY_MODEL_2STEPS
 
 from bplf import checks
 from bplf.checks import density_integral
 from bplf.flows import ActNorm, PCALayer
 from bplf.model import BPLF, PRESETS, ModelConfig, build_model
 
-TINY = dict(image_size=8, levels=2, steps_per_level=2, hidden_channels=8)
 VARIANTS = [
     ("bplf", {}),
     ("bplf", {"pca": "global"}),
@@ -27,13 +27,13 @@ VARIANTS = [
     ("realnvp", {"levels": 3, "coupling_depth": 2}),
 ]
 
-#: the presets of this package's BPLF (the normflows peer is tested in test_peers.py)
+#: the presets of this package's BPLF (the normflows peer is tested in tests/research/test_peers.py)
 OURS = sorted(p for p, c in PRESETS.items() if c.implementation == "bplf")
 
 
 def tiny_model(preset: str, faces, dtype=torch.float32, n_init: int = 1024, **overrides) -> BPLF:
     """A tiny model of ``preset``, initialised on face-like images (enough of them for PCA)."""
-    cfg = {**TINY, **overrides}
+    cfg = {**TINY_MODEL_2STEPS, **overrides}
     model = build_model(preset, **cfg).to(dtype)
     model.initialize(faces(n_init, cfg["image_size"], model.config.channels).to(dtype))
     return model
@@ -211,13 +211,13 @@ def test_initialize_and_state_dict_round_trip(faces, perturb):
 
 
 def test_initialize_fits_pca_on_separate_images(faces):
-    model = build_model("bplf", **TINY, pca="zca")
+    model = build_model("bplf", **TINY_MODEL_2STEPS, pca="zca")
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         model.initialize(faces(32, 8), pca_x=faces(2048, 8, seed=9))
     assert model.pca.num_regularized == 0
     with pytest.warns(UserWarning, match="only 32 samples"):
-        build_model("bplf", **TINY, pca="zca").initialize(faces(32, 8))
+        build_model("bplf", **TINY_MODEL_2STEPS, pca="zca").initialize(faces(32, 8))
 
 
 @pytest.mark.parametrize("floor", [0.0, 0.1])

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from bplf import settings
-from bplf.notebooks import leaks
+from bplf.course.guard import leaks
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("0*.ipynb"))

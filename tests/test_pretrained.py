@@ -12,10 +12,10 @@ import torch
 
 from bplf.data import load_emotion_set
 from bplf.editing import edit_expression, latent_means
-from bplf.evaluate import bpd_report, round_trip_report
 from bplf.guidance import Guidance
 from bplf.likelihood import dequantize, to_uint8
 from bplf.pretrained import EXPORT_FILE, PRETRAINED_DIR, load_pretrained
+from bplf.research.evaluate import bpd_report, round_trip_report
 
 
 def test_shipped_checkpoint_is_complete_and_small():
@@ -131,9 +131,9 @@ def test_committed_evaluation_recommends_faces_a_person_accepts():
     as real faces do (joint rate); edits that keep the person (same-person reference) and the
     face rate and read as their target (joint hit-rate >= 35%); both far above the setting
     recommended before (couplings guided 8), whose samples were mostly not faces."""
-    from bplf.evaluate import recommend, safe_ranges
-    from bplf.metrics.fidelity import CEILING
     from bplf.pretrained import PREVIOUS_DIR, read_evaluation
+    from bplf.research.evaluate import recommend, safe_ranges
+    from bplf.research.metrics.fidelity import CEILING
 
     report = read_evaluation()
     best = report["recommended"]

@@ -9,6 +9,7 @@ import sys
 
 import pytest
 import torch
+from conftest import TINY_MODEL
 
 from bplf.flows import LabelConfig
 from bplf.model import ModelConfig, build_model
@@ -25,11 +26,9 @@ from bplf.runs import (
     weights_file,
 )
 
-TINY = dict(image_size=8, levels=2, steps_per_level=1, hidden_channels=8)
-
 
 def test_reading_runs_does_not_import_the_trainer():
-    code = ("import sys, bplf, bplf.runs, bplf.evaluate, bplf.pretrained; "
+    code = ("import sys, bplf, bplf.runs, bplf.research.evaluate, bplf.pretrained; "
             "print('bplf.train' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
@@ -37,7 +36,7 @@ def test_reading_runs_does_not_import_the_trainer():
 
 
 def test_a_run_config_round_trips_and_a_flat_one_is_translated(tmp_path):
-    model = ModelConfig(**TINY, label=LabelConfig(couplings=True, null_trained=True))
+    model = ModelConfig(**TINY_MODEL, label=LabelConfig(couplings=True, null_trained=True))
     train = TrainConfig(steps=7, label_dropout=0.1)
     save_run_config(tmp_path, model, train)
     assert load_run_config(tmp_path) == (model, train)
@@ -54,7 +53,7 @@ def test_weights_are_found_in_order_and_loaded(tmp_path):
     with pytest.raises(FileNotFoundError, match="no weights"):
         weights_file(tmp_path)
     torch.manual_seed(0)
-    model = build_model("bplf", **TINY, pca="none")
+    model = build_model("bplf", **TINY_MODEL, pca="none")
     save_run_config(tmp_path, model.config, TrainConfig(noise_std=0.01))
     torch.save({"model": model.state_dict()}, tmp_path / CHECKPOINT_FILE)
     assert weights_file(tmp_path).name == CHECKPOINT_FILE

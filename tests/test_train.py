@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import QUICK_TRAIN, TINY_RUN_MODEL
 
 from bplf.data import build_emotion_set, load_emotion_set
 from bplf.flows import LabelConfig
@@ -20,9 +21,6 @@ from bplf.runs import TrainConfig, load_checkpoint, read_metrics
 from bplf.train import Trainer, lr_at, run_model
 
 #: A model small enough to train a few steps in seconds on one CPU thread.
-TINY = {"levels": 2, "steps_per_level": 1, "hidden_channels": 8, "pca": "patch"}
-QUICK = dict(batch_size=8, init_size=32, val_size=32, eval_interval=4, log_interval=1,
-             sample_interval=1000, checkpoint_interval=3, warmup_steps=2, train_limit=200)
 
 
 @pytest.fixture(scope="module")
@@ -56,8 +54,10 @@ def test_warmup_schedule():
 
 
 def test_training_lowers_the_loss_and_writes_a_run(es, tmp_path):
-    cfg = TrainConfig(steps=30, lr=3e-3, **{**QUICK, "eval_interval": 30, "sample_interval": 30})
-    trainer = Trainer(run_model(cfg, TINY, 48), cfg, tmp_path, device="cpu", emotion_set=es)
+    cfg = TrainConfig(steps=30, lr=3e-3,
+                      **{**QUICK_TRAIN, "eval_interval": 30, "sample_interval": 30})
+    trainer = Trainer(run_model(cfg, TINY_RUN_MODEL, 48), cfg, tmp_path, device="cpu",
+                      emotion_set=es)
     trainer.fit()
     rows = read_metrics(tmp_path)
     assert [r["step"] for r in rows] == list(range(1, 31))
@@ -78,10 +78,11 @@ def test_training_on_each_device(device, amp, es, tmp_path):
     """The same loop on every device; with bf16 autocast (``amp``) too, which really runs the
     convolutions in bf16 while training and leaves validation in float32."""
     cfg = TrainConfig(steps=30, lr=3e-3, amp=amp,
-                      **{**QUICK, "eval_interval": 30, "sample_interval": 30})
+                      **{**QUICK_TRAIN, "eval_interval": 30, "sample_interval": 30})
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # a CPU without native bf16 is warned about
-        trainer = Trainer(run_model(cfg, TINY, 48), cfg, tmp_path, device=device, emotion_set=es)
+        trainer = Trainer(run_model(cfg, TINY_RUN_MODEL, 48), cfg, tmp_path, device=device,
+                          emotion_set=es)
     dtypes = []
     conv = next(m for m in trainer.model.modules() if isinstance(m, torch.nn.Conv2d))
     conv.register_forward_hook(lambda m, i, out: dtypes.append((m.training, out.dtype)))
@@ -100,23 +101,23 @@ def test_bf16_on_a_cpu_without_it_is_warned_about(es, tmp_path, monkeypatch):
 
     monkeypatch.setattr(bplf.train, "cpu_has_bf16", lambda: False)
     with pytest.warns(UserWarning, match="no native bfloat16"):
-        Trainer(run_model(TrainConfig(steps=1, amp=True, **QUICK), TINY, 48),
-                TrainConfig(steps=1, amp=True, **QUICK), tmp_path, "cpu", es)
+        Trainer(run_model(TrainConfig(steps=1, amp=True, **QUICK_TRAIN), TINY_RUN_MODEL, 48),
+                TrainConfig(steps=1, amp=True, **QUICK_TRAIN), tmp_path, "cpu", es)
     monkeypatch.setattr(bplf.train, "cpu_has_bf16", lambda: True)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        Trainer(run_model(TrainConfig(steps=1, amp=True, **QUICK), TINY, 48),
-                TrainConfig(steps=1, amp=True, **QUICK), tmp_path / "b", "cpu", es)
+        Trainer(run_model(TrainConfig(steps=1, amp=True, **QUICK_TRAIN), TINY_RUN_MODEL, 48),
+                TrainConfig(steps=1, amp=True, **QUICK_TRAIN), tmp_path / "b", "cpu", es)
 
 
 def test_resume_continues_exactly(es, tmp_path):
-    straight = Trainer(run_model(TrainConfig(steps=6, **QUICK), TINY, 48),
-                       TrainConfig(steps=6, **QUICK), tmp_path / "a", "cpu", es)
+    straight = Trainer(run_model(TrainConfig(steps=6, **QUICK_TRAIN), TINY_RUN_MODEL, 48),
+                       TrainConfig(steps=6, **QUICK_TRAIN), tmp_path / "a", "cpu", es)
     straight.fit()
-    Trainer(run_model(TrainConfig(steps=3, **QUICK), TINY, 48),
-            TrainConfig(steps=3, **QUICK), tmp_path / "b", "cpu", es).fit()
-    resumed = Trainer(run_model(TrainConfig(steps=6, **QUICK), TINY, 48),
-                      TrainConfig(steps=6, **QUICK), tmp_path / "b", "cpu", es)
+    Trainer(run_model(TrainConfig(steps=3, **QUICK_TRAIN), TINY_RUN_MODEL, 48),
+            TrainConfig(steps=3, **QUICK_TRAIN), tmp_path / "b", "cpu", es).fit()
+    resumed = Trainer(run_model(TrainConfig(steps=6, **QUICK_TRAIN), TINY_RUN_MODEL, 48),
+                      TrainConfig(steps=6, **QUICK_TRAIN), tmp_path / "b", "cpu", es)
     resumed.fit(resume=True)
     assert resumed.state.step == 6
     torch.testing.assert_close(_params(resumed.model), _params(straight.model), rtol=0, atol=0)
@@ -130,12 +131,12 @@ def test_warm_start_from_a_top_prior_model_is_exact_then_learns_the_label(es, tm
     every label (and the null label), then training makes the label matter."""
     from bplf.utils import CheckpointError
 
-    source = Trainer(run_model(TrainConfig(steps=4, **QUICK), TINY, 48),
-                     TrainConfig(steps=4, **QUICK), tmp_path / "v1", "cpu", es)
+    source = Trainer(run_model(TrainConfig(steps=4, **QUICK_TRAIN), TINY_RUN_MODEL, 48),
+                     TrainConfig(steps=4, **QUICK_TRAIN), tmp_path / "v1", "cpu", es)
     source.fit()
-    conditioned = {**TINY, "label": LabelConfig(splits=True, couplings=True)}
+    conditioned = {**TINY_RUN_MODEL, "label": LabelConfig(splits=True, couplings=True)}
     cfg = TrainConfig(steps=12, label_dropout=0.2, init_from=str(tmp_path / "v1"),
-                      **{**QUICK, "lr": 3e-3})
+                      **{**QUICK_TRAIN, "lr": 3e-3})
     trainer = Trainer(run_model(cfg, conditioned, 48), cfg, tmp_path / "v2", "cpu", es)
     partial = trainer.warm_start()
     assert "label.embedding.weight" in partial
@@ -155,20 +156,21 @@ def test_warm_start_from_a_top_prior_model_is_exact_then_learns_the_label(es, tm
         z = trainer.model.encode(x, 0)
         assert (trainer.model.decode(z, 3) - x).abs().max() > 1e-4
     # a source of another architecture is refused with the file named
-    other = Trainer(run_model(TrainConfig(steps=1, **QUICK), {**TINY, "hidden_channels": 4}, 48),
-                    TrainConfig(steps=1, **QUICK), tmp_path / "wide", "cpu", es)
+    other = Trainer(run_model(TrainConfig(steps=1, **QUICK_TRAIN),
+                              {**TINY_RUN_MODEL, "hidden_channels": 4}, 48),
+                    TrainConfig(steps=1, **QUICK_TRAIN), tmp_path / "wide", "cpu", es)
     other.fit()
-    wide = TrainConfig(steps=1, init_from=str(tmp_path / "wide"), **QUICK)
+    wide = TrainConfig(steps=1, init_from=str(tmp_path / "wide"), **QUICK_TRAIN)
     bad = Trainer(run_model(wide, conditioned, 48), wide, tmp_path / "bad", "cpu", es)
     with pytest.raises(CheckpointError, match=r"wide/best.pt: cannot start this run"):
         bad.warm_start()
     with pytest.raises(FileNotFoundError, match=r"none: no weights \(model.pt"):
-        none = TrainConfig(steps=1, init_from=str(tmp_path / "none"), **QUICK)
+        none = TrainConfig(steps=1, init_from=str(tmp_path / "none"), **QUICK_TRAIN)
         Trainer(run_model(none, conditioned, 48), none, tmp_path / "c", "cpu", es).warm_start()
 
 
 def _train_cmd(out: Path, steps: int, extra: dict | None = None) -> list[str]:
-    config = {"train": {**QUICK, "steps": steps, **(extra or {})}, "model": TINY}
+    config = {"train": {**QUICK_TRAIN, "steps": steps, **(extra or {})}, "model": TINY_RUN_MODEL}
     return [sys.executable, "-m", "bplf", "train", "--config", json.dumps(config),
             "--out", str(out), "--device", "cpu"]
 
@@ -214,8 +216,9 @@ def test_ddp_two_processes_match_one(data_env, tmp_path):
 
 
 def test_nonfinite_losses_are_skipped_then_stop(es, tmp_path, monkeypatch):
-    trainer = Trainer(run_model(TrainConfig(steps=5, max_nonfinite=3, **QUICK), TINY, 48),
-                      TrainConfig(steps=5, max_nonfinite=3, **QUICK), tmp_path, "cpu", es)
+    trainer = Trainer(run_model(TrainConfig(steps=5, max_nonfinite=3, **QUICK_TRAIN),
+                                TINY_RUN_MODEL, 48),
+                      TrainConfig(steps=5, max_nonfinite=3, **QUICK_TRAIN), tmp_path, "cpu", es)
     real = trainer.model.log_prob
     calls = {"n": 0}
 
@@ -228,8 +231,9 @@ def test_nonfinite_losses_are_skipped_then_stop(es, tmp_path, monkeypatch):
     state = trainer.fit()
     assert state.step == 5 and state.skipped_total == 2
     monkeypatch.setattr(trainer.model, "log_prob", lambda x, y=None: real(x, y) * float("nan"))
-    trainer2 = Trainer(run_model(TrainConfig(steps=5, max_nonfinite=3, **QUICK), TINY, 48),
-                       TrainConfig(steps=5, max_nonfinite=3, **QUICK), tmp_path / "x",
+    trainer2 = Trainer(run_model(TrainConfig(steps=5, max_nonfinite=3, **QUICK_TRAIN),
+                                 TINY_RUN_MODEL, 48),
+                       TrainConfig(steps=5, max_nonfinite=3, **QUICK_TRAIN), tmp_path / "x",
                        "cpu", es)
     monkeypatch.setattr(trainer2.model, "log_prob", lambda x, y=None: real(x, y) * float("inf"))
     with pytest.raises(FloatingPointError, match="3 consecutive non-finite"):
@@ -276,7 +280,7 @@ def test_cli_sample_and_evaluate(data_env, tmp_path):
     assert report["recommended"]["samples"]["temperature"] == 0.7
     assert fidelity[1]["n"] == 7 * 12 and "fd_per_emotion" in fidelity[1]
     # the ablations (notebook 06) read such reports as tidy rows, one figure each
-    from bplf.experiments import read_fidelity
+    from bplf.research.experiments import read_fidelity
 
     (tmp_path / "fid" / "fidelity").mkdir(parents=True)
     report_path.rename(tmp_path / "fid" / "fidelity" / "branches-conv.json")
@@ -297,9 +301,9 @@ def test_cli_evaluates_guided_samples_and_swap_edits(data_env, tmp_path):
     """A run trained with label dropout is sampled and swap-edited at every guidance scale
     asked for, each row labelled with its scale; a run without a null label refuses guidance."""
     guided, plain = tmp_path / "guided", tmp_path / "plain"
-    conditioned = {**TINY, "label": {"splits": True, "couplings": True}}
+    conditioned = {**TINY_RUN_MODEL, "label": {"splits": True, "couplings": True}}
     for out, extra in ((guided, {"label_dropout": 0.15}), (plain, {})):
-        config = {"train": {**QUICK, "steps": 3, **extra}, "model": conditioned}
+        config = {"train": {**QUICK_TRAIN, "steps": 3, **extra}, "model": conditioned}
         subprocess.run([sys.executable, "-m", "bplf", "train", "--config", json.dumps(config),
                         "--out", str(out), "--device", "cpu"], env=data_env, check=True,
                        capture_output=True, timeout=300)
@@ -332,8 +336,8 @@ def test_recommend_takes_faces_a_person_accepts(person_report):
     """Samples: the best joint rate among settings that stay faces (face rate >= 0.9x real)
     and stay diverse (pair SSIM <= 0.3); edits: the best joint hit-rate among those that keep
     the person (SSIM >= the same-person reference) and the face rate (>= 0.9x the inputs')."""
-    from bplf.evaluate import recommend, safe_ranges
-    from bplf.metrics.fidelity import edits_frame
+    from bplf.research.evaluate import recommend, safe_ranges
+    from bplf.research.metrics.fidelity import edits_frame
 
     best = recommend(person_report)
     # prior 3 at T 0.7 has a higher joint rate, but its samples are alike (pair SSIM 0.45)
@@ -385,13 +389,13 @@ def test_noise_and_averaged_weights_resume_exactly_and_are_exported(es, tmp_path
     from bplf.pretrained import export_model
     from bplf.runs import load_checkpoint, read_checkpoint
 
-    opts = {**QUICK, "noise_std": 0.02, "ema_decay": 0.9}
-    straight = Trainer(run_model(TrainConfig(steps=6, **opts), TINY, 48),
+    opts = {**QUICK_TRAIN, "noise_std": 0.02, "ema_decay": 0.9}
+    straight = Trainer(run_model(TrainConfig(steps=6, **opts), TINY_RUN_MODEL, 48),
                        TrainConfig(steps=6, **opts), tmp_path / "a", "cpu", es)
     straight.fit()
-    Trainer(run_model(TrainConfig(steps=3, **opts), TINY, 48),
+    Trainer(run_model(TrainConfig(steps=3, **opts), TINY_RUN_MODEL, 48),
             TrainConfig(steps=3, **opts), tmp_path / "b", "cpu", es).fit()
-    resumed = Trainer(run_model(TrainConfig(steps=6, **opts), TINY, 48),
+    resumed = Trainer(run_model(TrainConfig(steps=6, **opts), TINY_RUN_MODEL, 48),
                       TrainConfig(steps=6, **opts), tmp_path / "b", "cpu", es)
     resumed.fit(resume=True)
     for name in ("model", "ema"):
@@ -400,7 +404,8 @@ def test_noise_and_averaged_weights_resume_exactly_and_are_exported(es, tmp_path
     ckpt = read_checkpoint(straight.out / "checkpoint.pt")
     assert any(not torch.equal(ckpt["model"][k], ckpt["ema"][k]) for k in ckpt["model"])
     # the noise changes the batches: the same run without it trains other weights
-    clean = Trainer(run_model(TrainConfig(steps=6, **{**opts, "noise_std": 0.0}), TINY, 48),
+    clean = Trainer(run_model(TrainConfig(steps=6, **{**opts, "noise_std": 0.0}),
+                              TINY_RUN_MODEL, 48),
                     TrainConfig(steps=6, **{**opts, "noise_std": 0.0}), tmp_path / "c",
                     "cpu", es)
     clean.fit()
