@@ -246,7 +246,7 @@ def _edit_rows(path: Path | str, device, classifier, faces: dict, sweep: Sweep,
     judge = load_classifier(classifier, device)
     means = latent_means(model, es or load_emotion_set(), per_emotion=mean_faces)
     rows = edit_sweep(model, judge, faces["images"], faces["labels"],
-                      [e for e in sweep.edits], reference, means)
+                      sweep.edits, reference, means)
     if sweep.gradient_faces:
         n = sweep.gradient_faces
         rows += edit_sweep(model, judge, faces["images"][:n], faces["labels"][:n],
