@@ -110,15 +110,22 @@ def test_bf16_on_a_cpu_without_it_is_warned_about(es, tmp_path, monkeypatch):
                 TrainConfig(steps=1, amp=True, **QUICK_TRAIN), tmp_path / "b", "cpu", es)
 
 
-def test_resume_continues_exactly(es, tmp_path):
-    straight = Trainer(run_model(TrainConfig(steps=6, **QUICK_TRAIN), TINY_RUN_MODEL, 48),
-                       TrainConfig(steps=6, **QUICK_TRAIN), tmp_path / "a", "cpu", es)
+def _straight_and_resumed(es, tmp_path, opts: dict) -> tuple[Trainer, Trainer]:
+    """Six steps in one go (``a``), and three steps, stopped, then resumed to six (``b``)."""
+    def trainer(steps: int, out: str) -> Trainer:
+        cfg = TrainConfig(steps=steps, **opts)
+        return Trainer(run_model(cfg, TINY_RUN_MODEL, 48), cfg, tmp_path / out, "cpu", es)
+
+    straight = trainer(6, "a")
     straight.fit()
-    Trainer(run_model(TrainConfig(steps=3, **QUICK_TRAIN), TINY_RUN_MODEL, 48),
-            TrainConfig(steps=3, **QUICK_TRAIN), tmp_path / "b", "cpu", es).fit()
-    resumed = Trainer(run_model(TrainConfig(steps=6, **QUICK_TRAIN), TINY_RUN_MODEL, 48),
-                      TrainConfig(steps=6, **QUICK_TRAIN), tmp_path / "b", "cpu", es)
+    trainer(3, "b").fit()
+    resumed = trainer(6, "b")
     resumed.fit(resume=True)
+    return straight, resumed
+
+
+def test_resume_continues_exactly(es, tmp_path):
+    straight, resumed = _straight_and_resumed(es, tmp_path, QUICK_TRAIN)
     assert resumed.state.step == 6
     torch.testing.assert_close(_params(resumed.model), _params(straight.model), rtol=0, atol=0)
     a, b = read_metrics(tmp_path / "a"), read_metrics(tmp_path / "b")
@@ -390,14 +397,7 @@ def test_noise_and_averaged_weights_resume_exactly_and_are_exported(es, tmp_path
     from bplf.runs import load_checkpoint, read_checkpoint
 
     opts = {**QUICK_TRAIN, "noise_std": 0.02, "ema_decay": 0.9}
-    straight = Trainer(run_model(TrainConfig(steps=6, **opts), TINY_RUN_MODEL, 48),
-                       TrainConfig(steps=6, **opts), tmp_path / "a", "cpu", es)
-    straight.fit()
-    Trainer(run_model(TrainConfig(steps=3, **opts), TINY_RUN_MODEL, 48),
-            TrainConfig(steps=3, **opts), tmp_path / "b", "cpu", es).fit()
-    resumed = Trainer(run_model(TrainConfig(steps=6, **opts), TINY_RUN_MODEL, 48),
-                      TrainConfig(steps=6, **opts), tmp_path / "b", "cpu", es)
-    resumed.fit(resume=True)
+    straight, resumed = _straight_and_resumed(es, tmp_path, opts)
     for name in ("model", "ema"):
         a, b = (read_checkpoint(t.out / "checkpoint.pt")[name] for t in (straight, resumed))
         assert all(torch.equal(a[k], b[k]) for k in a), name
