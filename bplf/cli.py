@@ -15,7 +15,7 @@ from bplf.course import guard, release
 from bplf.data import EMOTIONS, build_emotion_set, load_emotion_set
 from bplf.likelihood import to_uint8
 from bplf.pretrained import export_model
-from bplf.research import conditioning, experiments, quoted
+from bplf.research import conditioning, experiments, noise, quoted, quotes, scoring
 from bplf.research.bench import throughput
 from bplf.research.evaluate import evaluate_checkpoint
 from bplf.research.metrics.classifier import ClassifierConfig, evaluate_classifier, train_classifier
@@ -130,15 +130,24 @@ def cmd_ablate(args: argparse.Namespace) -> None:
         print(f"== {grid} ==\n{experiments.summary(rows).to_string()}")
 
 
+#: the experiments whose grids ``ablate-fidelity`` scores: the module (its ``summary``,
+#: ``verdicts`` and ``BASELINE`` config) and its ``scoring.GridScoring``
+EXPERIMENTS = {"conditioning": (conditioning, conditioning.FidelityConfig),
+               "noise": (noise, noise.NoiseScoring)}
+
+
 def cmd_ablate_fidelity(args: argparse.Namespace) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
-    cfg = conditioning.FidelityConfig(per_emotion=args.per_emotion, edit_faces=args.edit_faces)
-    rows = conditioning.evaluate_grid(args.grid, args.budget, tuple(args.seeds), args.configs,
-                                      cfg, workers=args.workers)
-    print(conditioning.summary(rows).to_string())
-    if "top-prior" in set(rows["config"]):
-        print(conditioning.verdicts(rows).to_string())
+    if args.grid not in EXPERIMENTS:
+        raise SystemExit(f"no scoring for grid {args.grid!r}; scored: {sorted(EXPERIMENTS)}")
+    experiment, scoring_class = EXPERIMENTS[args.grid]
+    cfg = scoring_class(per_emotion=args.per_emotion, edit_faces=args.edit_faces)
+    rows = scoring.evaluate_grid(args.grid, args.budget, tuple(args.seeds), args.configs, cfg,
+                                 workers=args.workers)
+    print(experiment.summary(rows).to_string())
+    if experiment.BASELINE in set(rows["config"]):
+        print(experiment.verdicts(rows).to_string())
 
 
 def cmd_build_data(args: argparse.Namespace) -> None:
@@ -164,15 +173,15 @@ def cmd_grade(args: argparse.Namespace) -> None:
 
 
 def cmd_render_docs(args: argparse.Namespace) -> None:
-    if args.check:
-        stale = quoted.stale()
-        if stale:
-            raise SystemExit("quoted figures out of date (python -m bplf render-docs):\n  "
-                             + "\n  ".join(stale))
-        print("every quoted figure matches its result file")
-        return
-    changed = quoted.render()
-    print("rewrote " + (", ".join(map(str, changed)) if changed else "nothing: all up to date"))
+    if not args.check:
+        changed = quoted.render()
+        print("rewrote " + (", ".join(map(str, changed)) if changed else "nothing: all up to date"))
+    stale = [f"{block}: out of date (python -m bplf render-docs)" for block in quoted.stale()]
+    wrong = stale + quoted.problems(quotes.QUOTES, quotes.SETTINGS)
+    if wrong:
+        raise SystemExit("the prose and the results disagree (bplf.research.quotes lists each "
+                         "figure's source):\n  " + "\n  ".join(wrong))
+    print(f"every quoted figure matches its result file ({len(quotes.QUOTES)} in sentences)")
 
 
 def cmd_strip_notebooks(args: argparse.Namespace) -> None:
@@ -288,9 +297,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--force", action="store_true")
     p.set_defaults(func=cmd_build_data)
 
-    p = sub.add_parser("render-docs", help="rewrite the figures the README and docs quote "
-                       "from the committed result files (bplf.research.quoted)")
-    p.add_argument("--check", action="store_true", help="only say which are out of date")
+    p = sub.add_parser("render-docs", help="rewrite the tables the README and docs quote from "
+                       "the committed result files, and check every figure in their sentences "
+                       "(bplf.research.quoted)")
+    p.add_argument("--check", action="store_true", help="only check, rewrite nothing")
     p.set_defaults(func=cmd_render_docs)
 
     p = sub.add_parser("strip-notebooks",

@@ -64,7 +64,7 @@ class TrainConfig:
     temperature: float = 0.7
     #: bfloat16 autocast of the forward pass, on CUDA and on CPU (the couplings keep their
     #: log-det sums in float32). On a CPU it pays only where oneDNN has fast bf16 kernels
-    #: (AMX): measured 0.67x float32 on AVX512-BF16 without AMX, 0.09x on an AVX2-only CPU
+    #: (AMX): measured 0.68x float32 on AVX512-BF16 without AMX, 0.09x on an AVX2-only CPU
     #: (README, "Training speed on a CPU"); the trainer warns without native bf16
     amp: bool = False
     #: TF32 matrix units on CUDA: faster, but inverses are only good to ~1e-3 (settings.set_tf32)

@@ -2,8 +2,8 @@
 ablation grid, how well its samples and edits show the emotion, beside its test bpd.
 
 Each run (its ``best.pt``) is measured on the test split by the one evaluator,
-``bplf.research.evaluate.evaluate_checkpoint`` (``evaluate_run`` keeps the model's rows of its
-``tidy_rows``):
+``bplf.research.evaluate.evaluate_checkpoint``, at this experiment's settings
+(``FidelityConfig``; ``bplf.research.scoring`` runs it over the grid):
 
 * ``test_bpd`` per source, emotion summed out (``source="all"``: weighted by faces), and
   ``generative_accuracy``: the flow's own classifier argmax_y log p(x|y), balanced, per source;
@@ -19,56 +19,40 @@ Each run (its ``best.pt``) is measured on the test split by the one evaluator,
 The committed ``cpu-long`` rows were measured before the one evaluator: their edits went toward
 all 7 emotions (the face's own included) and their SSIM and RMSE toward one other emotion per
 face, and they carry ``different_person_ssim``/``_rmse`` (two real faces of one emotion); their
-same-person reference rows were added later (``with_reference``). Rows are tidy, one figure
-each, in ``results/ablations/<budget>/<grid>-fidelity.csv`` (``experiments.read_fidelity``); a
-rerun evaluates only the runs not in it. ``summary`` and ``verdicts`` turn them into the table
-and the decisions of notebook 06, by the ablations' noise rule (``bplf.research.stats``).
+same-person reference rows were added later (``scoring.with_reference``). ``summary`` and
+``verdicts`` turn them into the table and the decisions of notebook 06, by the ablations' noise
+rule (``bplf.research.stats``).
 """
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import multiprocessing
-from concurrent.futures import ProcessPoolExecutor
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 
-from bplf.data import EMOTIONS, EmotionSet, load_emotion_set
+from bplf.data import EMOTIONS
 from bplf.guidance import Guidance
-from bplf.research.evaluate import Sweep, evaluate_checkpoint, tidy_rows
-from bplf.research.experiments import (
-    FIDELITY_COLUMNS,
-    RESULTS_DIR,
-    RUNS_DIR,
-    finished,
-    grid_runs,
-    read_fidelity,
-)
-from bplf.research.metrics.faces import keeps_person, same_person_reference
+from bplf.research.evaluate import Sweep
+from bplf.research.metrics.faces import keeps_person
+from bplf.research.scoring import GridScoring, per_seed
 from bplf.research.stats import NOISE_SES, compare, rate_estimate, verdict
-from bplf.settings import setup_cpu
-from bplf.utils import atomic_write, progress
 
 TEMPERATURES = (0.5, 0.7, 1.0)
 GUIDANCE = (1.0, 2.0, 3.0, 5.0, 8.0)
 #: the editing methods the committed grid measured
 METHODS = ("mean", "prior", "swap")
 CHANCE = 1 / len(EMOTIONS)
+#: the config every other is compared with
+BASELINE = "top-prior"
 
 
 @dataclasses.dataclass
-class FidelityConfig:
-    """How much of each measurement: samples per emotion and temperature, test faces edited
-    (each toward the 6 other emotions), train faces per emotion for the ``mean`` method's
-    latents; the temperatures, the scales of the coupling rule and the editing methods."""
+class FidelityConfig(GridScoring):
+    """The conditioning grid's scoring (``bplf.research.scoring``): the temperatures, the scales
+    of the coupling rule and the editing methods; the guidance written as the coupling rule's
+    scale."""
 
-    per_emotion: int = 300
-    edit_faces: int = 200
-    mean_faces: int = 200
     temperatures: tuple[float, ...] = TEMPERATURES
     guidance: tuple[float, ...] = GUIDANCE
     methods: tuple[str, ...] = METHODS
@@ -83,105 +67,15 @@ class FidelityConfig:
                      [(m, g, (1.0,)) for m in self.methods
                       for g in (scales if m == "swap" else [Guidance()])])
 
-
-def evaluate_run(run: Path | str, es: EmotionSet, cfg: FidelityConfig | None = None,
-                 classifier: Path | str | None = None) -> list[dict]:
-    """The rows of one run (without its grid, config and seed), on ``es``'s test split: the
-    model's ``bplf.research.evaluate.tidy_rows`` of ``evaluate_checkpoint`` at ``cfg.sweep()`` (no
-    floor), with the guidance as the coupling rule's scale."""
-    cfg = cfg or FidelityConfig()
-    report = evaluate_checkpoint(run, device="cpu", classifier=classifier,
-                                 n_per_emotion=cfg.per_emotion, edit_faces=cfg.edit_faces,
-                                 sweep=cfg.sweep(), emotion_set=es, floor=False,
-                                 mean_faces=cfg.mean_faces)
-    scale = {Guidance(coupling=g).label(): g for g in cfg.guidance} | {"": np.nan}
-    return [{k: r[k] for k in FIDELITY_COLUMNS if k in r} | {"guidance": scale[r["guidance"]]}
-            for r in tidy_rows(report) if r["generator"] in ("", "model")]
-
-
-def _evaluate_one(run: Path, cfg: FidelityConfig, threads: int) -> list[dict]:
-    """``evaluate_run`` in a worker process on ``threads`` CPU threads."""
-    torch.set_num_threads(threads)
-    setup_cpu()
-    return evaluate_run(run, load_emotion_set(), cfg)
-
-
-def with_reference(rows: pd.DataFrame, reference: dict) -> pd.DataFrame:
-    """``rows`` with the same-person reference (``faces.same_person_reference`` of the faces
-    evaluated on) added to every run that lacks it: rows written before it was measured."""
-    runs = rows[["grid", "config", "seed"]].drop_duplicates()
-    have = rows.loc[rows["metric"] == "same_person_ssim", ["grid", "config", "seed"]]
-    missing = runs.merge(have, how="left", indicator=True).query("_merge == 'left_only'")
-    new = [{"grid": g, "config": c, "seed": s, "metric": f"same_person_{m}", "source": "all",
-            "method": np.nan, "temperature": np.nan, "guidance": np.nan,
-            "value": reference[m], "n": reference["n"]}
-           for g, c, s in missing[["grid", "config", "seed"]].itertuples(index=False)
-           for m in ("ssim", "rmse")]
-    return pd.concat([rows, pd.DataFrame(new, columns=FIDELITY_COLUMNS)], ignore_index=True) \
-        if new else rows
-
-
-def evaluate_grid(grid: str, budget: str, seeds: tuple[int, ...] = (0, 1),
-                  configs: list[str] | None = None, cfg: FidelityConfig | None = None,
-                  results_dir: Path | str | None = None, runs_dir: Path | str = RUNS_DIR,
-                  workers: int = 1, emotion_set: EmotionSet | None = None) -> pd.DataFrame:
-    """Evaluate every trained run of ``grid`` under ``budget`` not yet in its fidelity file,
-    ``workers`` at a time (one process and thread each; ``emotion_set`` in this process only);
-    returns all rows. A run not trained to the end is refused (train it with
-    ``python -m bplf ablate`` first). Runs in the file without the same-person reference get
-    it (``with_reference``), from ``emotion_set``."""
-    cfg = cfg or FidelityConfig()
-    _, runs = grid_runs(grid, budget, seeds, configs, runs_dir)
-    results_dir = Path(results_dir or RESULTS_DIR / budget)
-    path = results_dir / f"{grid}-fidelity.csv"
-    done = read_fidelity(budget, grid, results_dir)
-    have = set(zip(done["config"], done["seed"], strict=True))
-    for name, seed, train, _, out in runs:
-        if (name, seed) not in have and not finished(out, train.steps):
-            raise ValueError(f"{out}: run {name!r} seed {seed} of grid {grid!r} has not trained "
-                             f"all {train.steps} steps; run python -m bplf ablate --grid {grid} "
-                             f"--budget {budget} first")
-    todo = [(name, seed, out) for name, seed, _, _, out in runs if (name, seed) not in have]
-    es = emotion_set or load_emotion_set()
-
-    def write(table: pd.DataFrame) -> None:
-        atomic_write(path, lambda tmp: table.to_csv(tmp, index=False, quoting=csv.QUOTE_MINIMAL))
-
-    completed = with_reference(done, same_person_reference(es)) if len(done) else done
-    if len(completed) > len(done):
-        write(completed)
-
-    def add(name: str, seed: int, rows: list[dict]) -> None:
-        new = pd.DataFrame([{"grid": grid, "config": name, "seed": seed, **r} for r in rows],
-                           columns=FIDELITY_COLUMNS)
-        write(pd.concat([read_fidelity(budget, grid, results_dir), new], ignore_index=True))
-
-    if workers > 1:
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(workers, mp_context=context) as pool:
-            jobs = {(name, seed): pool.submit(_evaluate_one, out, cfg, 1)
-                    for name, seed, out in todo}
-            for (name, seed), job in progress(jobs.items(), desc="runs"):
-                add(name, seed, job.result())
-    else:
-        for name, seed, out in progress(todo, desc="runs"):
-            add(name, seed, evaluate_run(out, es, cfg))
-    return read_fidelity(budget, grid, results_dir)
-
-
-def _per_seed(rows: pd.DataFrame, metric: str, **where) -> pd.DataFrame:
-    """The rows of one metric (where the columns in ``where`` match)."""
-    keep = rows["metric"] == metric
-    for column, value in where.items():
-        keep &= rows[column] == value
-    return rows[keep]
+    def guidance_column(self, label: str) -> float:
+        return {Guidance(coupling=g).label(): g for g in self.guidance}.get(label, np.nan)
 
 
 def best_setting(rows: pd.DataFrame, metric: str, by: list[str], **where) -> pd.DataFrame:
     """Per config: the setting (the columns ``by``, e.g. temperature and guidance) with the
     highest seed-mean ``metric``, and that setting's per-seed rows (columns config, seed,
     value, n and ``by``)."""
-    chosen = _per_seed(rows, metric, **where)
+    chosen = per_seed(rows, metric, **where)
     columns = ["config", "seed", "value", "n", *by]
     if chosen.empty:
         return chosen[columns]
@@ -196,13 +90,13 @@ def kept_edits(rows: pd.DataFrame) -> pd.DataFrame:
     least the same-person reference (the ``same_person_ssim`` rows, two real photos of one person).
     A hit-rate bought by replacing the face does not count."""
     key = ["config", "method", "guidance"]
-    reference = _per_seed(rows, "same_person_ssim").groupby("config")["value"].mean()
+    reference = per_seed(rows, "same_person_ssim").groupby("config")["value"].mean()
     if reference.empty:
         raise ValueError("the rows have no same_person_ssim reference: evaluate_grid adds it")
-    ssim = _per_seed(rows, "edit_ssim").groupby(key)["value"].mean()
+    ssim = per_seed(rows, "edit_ssim").groupby(key)["value"].mean()
     kept = [keeps_person(value, {"ssim": reference.get(setting[0], np.nan)})
             for setting, value in ssim.items()]
-    return _per_seed(rows, "edit_hit_rate").merge(ssim.index[kept].to_frame(index=False),
+    return per_seed(rows, "edit_hit_rate").merge(ssim.index[kept].to_frame(index=False),
                                                   on=key)
 
 
@@ -217,15 +111,15 @@ def summary(rows: pd.DataFrame) -> pd.DataFrame:
     intensity 1 of its best setting that keeps the person (``kept_edits``), with that edit's
     SSIM and RMSE to the input."""
     setting = ["config", "seed", "method", "guidance"]
-    bpd = _spread(_per_seed(rows, "test_bpd", source="all"))
-    gen = _spread(_per_seed(rows, "generative_accuracy", source="fer2013"))
+    bpd = _spread(per_seed(rows, "test_bpd", source="all"))
+    gen = _spread(per_seed(rows, "generative_accuracy", source="fer2013"))
     plain = best_setting(rows[rows["guidance"] == 1.0], "sample_accuracy", ["temperature"])
     guided = best_setting(rows, "sample_accuracy", ["temperature", "guidance"])
-    fd = _per_seed(rows, "sample_fd").merge(guided[["config", "seed", "temperature", "guidance"]],
+    fd = per_seed(rows, "sample_fd").merge(guided[["config", "seed", "temperature", "guidance"]],
                                             on=["config", "seed", "temperature", "guidance"])
     edits = best_setting(kept_edits(rows), "edit_hit_rate", ["method", "guidance"])
-    ssim = _per_seed(rows, "edit_ssim").merge(edits[setting], on=setting)
-    rmse = _per_seed(rows, "edit_rmse").merge(edits[setting], on=setting)
+    ssim = per_seed(rows, "edit_ssim").merge(edits[setting], on=setting)
+    rmse = per_seed(rows, "edit_rmse").merge(edits[setting], on=setting)
     first = lambda frame, col: frame.groupby("config")[col].first()  # noqa: E731
     table = pd.DataFrame({
         "test bpd": bpd["mean"], "bpd sd": bpd["std"],
@@ -248,7 +142,7 @@ VERDICT_COLUMNS = ["config", "fidelity diff", "fidelity se", "better fidelity?",
                    "goal met?"]
 
 
-def verdicts(rows: pd.DataFrame, baseline: str = "top-prior") -> pd.DataFrame:
+def verdicts(rows: pd.DataFrame, baseline: str = BASELINE) -> pd.DataFrame:
     """Every config against ``baseline`` by the noise rule (``bplf.research.stats``; differences
     are the config's mean minus the baseline's): better sample fidelity (each at its best setting)
     and better edit hit-rate (its best setting that keeps the person, ``kept_edits``), rates higher
@@ -258,7 +152,7 @@ def verdicts(rows: pd.DataFrame, baseline: str = "top-prior") -> pd.DataFrame:
     and does not meet the goal."""
     fid = best_setting(rows, "sample_accuracy", ["temperature", "guidance"])
     edits = best_setting(kept_edits(rows), "edit_hit_rate", ["method", "guidance"])
-    bpd = _per_seed(rows, "test_bpd", source="all")[["config", "seed", "value"]]
+    bpd = per_seed(rows, "test_bpd", source="all")[["config", "seed", "value"]]
     mean = lambda v, c: v.loc[v["config"] == c, "value"].mean()  # noqa: E731
     out = []
     for config in dict.fromkeys(rows["config"]):
@@ -278,12 +172,12 @@ def verdicts(rows: pd.DataFrame, baseline: str = "top-prior") -> pd.DataFrame:
     return pd.DataFrame(out, columns=VERDICT_COLUMNS).set_index("config")
 
 
-def above_chance(rows: pd.DataFrame, config: str = "top-prior") -> pd.DataFrame:
+def above_chance(rows: pd.DataFrame, config: str = BASELINE) -> pd.DataFrame:
     """Do ``config``'s unguided samples read as their emotion above chance? Per temperature:
     the seed-mean balanced accuracy, its margin over 1/7 and the margin's standard error
     (``bplf.research.stats.rate_estimate``); above chance when the margin is positive and beyond
     noise (``NOISE_SES`` standard errors)."""
-    fid = _per_seed(rows, "sample_accuracy", config=config, guidance=1.0)
+    fid = per_seed(rows, "sample_accuracy", config=config, guidance=1.0)
     out = []
     for t, v in fid.groupby("temperature"):
         p, se, seeds = rate_estimate(v)

@@ -110,11 +110,14 @@ def round_trip_report(model: DensityModel, images: np.ndarray,
 class Sweep:
     """The settings an evaluation measures: samples at (temperature, guidance), and edits by
     (method, guidance, intensities); ``gradient_faces``: how many of the edited faces the
-    costly ``gradient`` method gets (0: none)."""
+    costly ``gradient`` method gets (0: none); ``denoise``: every sample and edit setting as
+    drawn (False) and/or after one Tweedie step (True, ``BPLF.denoise``; measured only for a
+    model trained on noisy faces)."""
 
     samples: list[tuple[float, Guidance]]
     edits: list[tuple[str, Guidance, tuple[float, ...]]]
     gradient_faces: int = 0
+    denoise: tuple[bool, ...] = (False,)
 
 
 #: intensities of the edits that move latents by statistics: they change little below 2
@@ -177,6 +180,11 @@ FACE_RATE_SHARE = 0.9
 MAX_PAIR_SSIM = 0.3
 
 
+def _denoised(row: dict) -> dict:
+    """``{"denoised": True}`` for a denoised setting; nothing for others (older reports)."""
+    return {"denoised": True} if row.get("denoised") else {}
+
+
 def recommend(report: dict) -> dict:
     """The settings a person would accept, from an ``evaluate_checkpoint`` report.
 
@@ -193,7 +201,7 @@ def recommend(report: dict) -> dict:
     best = max(ok or rows, key=lambda r: r["joint_rate"])
     keys = ("temperature", "guidance", "guidance_config", "joint_rate", "face_rate", "accuracy",
             "fd", "pair_ssim", "precision", "recall")
-    out = {"samples": {k: best[k] for k in keys} | {"meets_rule": bool(ok)},
+    out = {"samples": {k: best[k] for k in keys} | _denoised(best) | {"meets_rule": bool(ok)},
            "rule": {"face_rate_share": FACE_RATE_SHARE, "max_pair_ssim": MAX_PAIR_SSIM}}
     edits = report.get("edits", [])
     if edits:
@@ -202,7 +210,7 @@ def recommend(report: dict) -> dict:
         e = max(kept or edits, key=lambda e: e["joint_rate"])
         out["edits"] = {k: e[k] for k in ("method", "guidance", "guidance_config", "intensity",
                                           "joint_rate", "hit_rate", "face_rate", "ssim",
-                                          "rmse")} | {"meets_rule": bool(kept)}
+                                          "rmse")} | _denoised(e) | {"meets_rule": bool(kept)}
     return out
 
 
@@ -246,7 +254,7 @@ def _edit_rows(path: Path | str, device, classifier, faces: dict, sweep: Sweep,
     judge = load_classifier(classifier, device)
     means = latent_means(model, es or load_emotion_set(), per_emotion=mean_faces)
     rows = edit_sweep(model, judge, faces["images"], faces["labels"],
-                      sweep.edits, reference, means)
+                      sweep.edits, reference, means, sweep.denoise)
     if sweep.gradient_faces:
         n = sweep.gradient_faces
         rows += edit_sweep(model, judge, faces["images"][:n], faces["labels"][:n],
@@ -312,13 +320,15 @@ def evaluate_checkpoint(path: Path | str, split: str = "test", limit: int | None
         plan = grid_sweep(temperatures, guidance, methods, gradient_faces=min(edit_faces, 14))
     elif sweep == "person" or isinstance(sweep, Sweep):
         plan = person_sweep(methods) if sweep == "person" else Sweep(
-            list(sweep.samples), list(sweep.edits), sweep.gradient_faces)
+            list(sweep.samples), list(sweep.edits), sweep.gradient_faces, sweep.denoise)
         if not guidable:
             plan.samples = [(t, g) for t, g in plan.samples if not g.active]
             plan.edits = [e for e in plan.edits if not e[1].active]
     else:
         raise ValueError(f"sweep must be 'grid', 'person' or a Sweep, not {sweep!r}")
     plan.edits = [e for e in plan.edits if e[0] in methods]
+    # denoising undoes the noise a model was trained on: a clean-face model has none
+    plan.denoise = tuple(d for d in plan.denoise if not d or model.noise_std > 0) or (False,)
     if "gradient" not in methods:
         plan.gradient_faces = 0
     reference = same_person_reference(es)
@@ -338,7 +348,7 @@ def evaluate_checkpoint(path: Path | str, split: str = "test", limit: int | None
         name = Path(path).name
         judge = load_classifier(classifier, device)
         generators = {name: model}
-        settings = {name: plan.samples}
+        settings = {name: [(t, g, d) for t, g in plan.samples for d in plan.denoise]}
         if floor:
             generators[FLOOR] = untrained_like(model, es)
             settings[FLOOR] = [(t, 1.0) for t in sorted(
@@ -357,7 +367,7 @@ def evaluate_checkpoint(path: Path | str, split: str = "test", limit: int | None
 
 #: the columns of ``tidy_rows``
 TIDY_COLUMNS = ["metric", "source", "generator", "method", "temperature", "guidance",
-                "intensity", "value", "n"]
+                "intensity", "denoised", "value", "n"]
 
 
 def tidy_rows(report: dict) -> list[dict]:
@@ -367,11 +377,11 @@ def tidy_rows(report: dict) -> list[dict]:
     * per source and ``source="all"``: ``test_bpd`` (the emotion summed out), per source
       ``conditional_bpd`` and ``generative_accuracy`` (balanced); ``round_trip`` (max abs);
     * per sample setting (``generator``: "model", "floor" or "real" for the ceiling; temperature
-      and ``guidance`` label): ``sample_accuracy``, ``sample_fd`` and ``sample_<column>`` for
-      what a person sees (``PERSON_COLUMNS``);
-    * per edit method, guidance and intensity: ``edit_hit_rate``, ``edit_face_rate``,
-      ``edit_joint_rate``, ``edit_ssim``, ``edit_rmse`` (older reports: hit-rates per intensity
-      and SSIM and RMSE at one);
+      and ``guidance`` label, ``denoised`` or not): ``sample_accuracy``, ``sample_fd`` and
+      ``sample_<column>`` for what a person sees (``PERSON_COLUMNS``);
+    * per edit method, guidance, intensity (and ``denoised``): ``edit_hit_rate``,
+      ``edit_face_rate``, ``edit_joint_rate``, ``edit_ssim``, ``edit_rmse`` (older reports:
+      hit-rates per intensity and SSIM and RMSE at one);
     * the references: ``same_person_ssim`` and ``same_person_rmse`` (pairs of photos of one
       person, ``faces.same_person_reference``), ``edit_input_face_rate``."""
     rows: list[dict] = []
@@ -379,7 +389,7 @@ def tidy_rows(report: dict) -> list[dict]:
     def row(metric: str, value: float, n: int, **where) -> None:
         rows.append({"metric": metric, "source": "all", "generator": "", "method": "",
                      "temperature": math.nan, "guidance": "", "intensity": math.nan,
-                     "value": float(value), "n": int(n), **where})
+                     "denoised": False, "value": float(value), "n": int(n), **where})
 
     sources = report["sources"]
     for source, r in sources.items():
@@ -397,7 +407,8 @@ def tidy_rows(report: dict) -> list[dict]:
         where = {"generator": who.get(r["generator"], "model"),
                  "temperature": math.nan if r["temperature"] is None else r["temperature"],
                  "guidance": guidance_name(r.get("guidance", None if r["temperature"] is None
-                                                 else 1.0)) or ""}
+                                                 else 1.0)) or "",
+                 "denoised": bool(r.get("denoised", False))}
         row("sample_accuracy", r["accuracy"], r["n"], **where)
         row("sample_fd", r["fd"], r["n"], **where)
         for column in PERSON_COLUMNS:
@@ -416,7 +427,7 @@ def tidy_rows(report: dict) -> list[dict]:
                     intensity=kept["intensity"])
             continue
         where = {"generator": "model", "method": e["method"], "guidance": e["guidance"],
-                 "intensity": e["intensity"]}
+                 "intensity": e["intensity"], "denoised": bool(e.get("denoised", False))}
         for metric in ("hit_rate", "face_rate", "joint_rate", "ssim", "rmse"):
             row(f"edit_{metric}", e[metric], e["n"], **where)
     if "reference" in report:

@@ -187,7 +187,7 @@ COLUMNS = ["grid", "config", "seed", "step", "wall", "train_bpd", "val_bpd", "pa
            "images_per_s", "budget", "hardware"]
 #: the columns of a grid's fidelity file, ``<grid>-fidelity.csv`` (``bplf.research.conditioning``)
 FIDELITY_COLUMNS = ["grid", "config", "seed", "metric", "source", "method", "temperature",
-                    "guidance", "value", "n"]
+                    "guidance", "denoised", "value", "n"]
 
 
 def hardware(device: torch.device, concurrent: int = 1) -> str:
@@ -373,14 +373,20 @@ def read_fidelity(budget: str = "gpu", grid: str | None = None,
     tidy rows), from ``results/ablations/<budget>`` (or ``results_dir``).
 
     With ``grid``: the rows of every run of that grid, ``<grid>-fidelity.csv``
-    (``FIDELITY_COLUMNS``; empty if none yet: ``python -m bplf ablate-fidelity``). Without: the
+    (``FIDELITY_COLUMNS``, ``denoised`` False in files written before it existed; empty if none
+    yet: ``python -m bplf ablate-fidelity``). Without: the
     rows of each report ``fidelity/<grid>-<config>.json``, the output of ``python -m bplf
     evaluate --checkpoint RUN --per-emotion N --output FILE`` (columns grid, config and
     ``bplf.research.evaluate.TIDY_COLUMNS``)."""
     folder = Path(results_dir or RESULTS_DIR / budget)
     if grid is not None:
         path = folder / f"{grid}-fidelity.csv"
-        return pd.read_csv(path) if path.exists() else pd.DataFrame(columns=FIDELITY_COLUMNS)
+        if not path.exists():
+            return pd.DataFrame(columns=FIDELITY_COLUMNS)
+        rows = pd.read_csv(path)
+        if "denoised" not in rows:
+            rows["denoised"] = False
+        return rows[FIDELITY_COLUMNS]
     rows = []
     for path in sorted((folder / "fidelity").glob("*.json")):
         name, config = path.stem.split("-", 1)

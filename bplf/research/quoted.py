@@ -1,16 +1,25 @@
-"""Figures quoted in the prose, rendered from the committed result files.
+"""Figures quoted in the prose, and the committed results they come from.
 
-A markdown file (the README, a checkpoint's README, the teacher's guide) marks a quoted block
-``<!-- figures: NAME ARG -->`` ... ``<!-- /figures -->``; ``render`` rewrites every block from
-the result file ``RENDERERS[NAME]`` reads (ARG: a model directory), and ``stale`` lists the
-blocks whose text no longer matches its source, so a test fails when prose and results drift
-apart (``python -m bplf render-docs`` brings them back together).
+Two kinds. **Rendered blocks**: a markdown file marks a table ``<!-- figures: NAME ARG -->`` ...
+``<!-- /figures -->``; ``render`` rewrites every block from the result file ``RENDERERS[NAME]``
+reads (ARG: a model directory), and ``stale`` lists the blocks whose text no longer matches
+(``python -m bplf render-docs`` brings them back together). **Figures in sentences**: each is
+listed in ``bplf.research.quotes`` as a ``Quote`` (the document, a snippet of its text with the
+figure in braces, ``"FER-2013 {5.314}"``, and a function that reads the figure from a result
+file); numbers that are settings or names (15% label dropout, exercise 1.1) as ``Setting``s.
+``problems`` says where a snippet is missing, where a figure no longer equals its source at the
+precision it is written with, and where a document has a number (a decimal or a percentage)
+that no quote or setting accounts for. Whole numbers (counts, steps, seconds) are not scanned;
+code, math, headings, links and the rendered blocks are not prose. A test fails on any of them.
 """
 
 from __future__ import annotations
 
+import json
+import math
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from bplf.pretrained import read_evaluation
@@ -21,9 +30,22 @@ from bplf.settings import REPO_ROOT
 from bplf.utils import atomic_write
 
 BLOCK = re.compile(r"(<!-- figures: (\S+)(?: (\S+))? -->\n)(.*?)(<!-- /figures -->)", re.S)
-#: the files whose quoted blocks are rendered and checked
-DOCUMENTS = ("README.md", "checkpoints/bplf-emotion48/README.md",
-             "checkpoints/bplf-emotion48-v1/README.md", "docs/teaching.md")
+#: the prose (markdown files, and notebooks' markdown cells): its figures are checked and its
+#: markdown files' blocks rendered
+DOCUMENTS = ("README.md", "docs/teaching.md", "checkpoints/bplf-emotion48/README.md",
+             "checkpoints/bplf-emotion48-v1/README.md", "checkpoints/emotion-cnn/README.md",
+             "results/ablations/README.md", "notebooks/01_build_emotion_set.ipynb",
+             "notebooks/02_change_of_variables.ipynb",
+             "notebooks/03_coupling_and_pca_layers.ipynb", "notebooks/04_train_bplf.ipynb",
+             "notebooks/05_samples_and_expressions.ipynb", "notebooks/06_ablations.ipynb")
+
+#: a number as the prose writes a figure: a decimal (3.4, 5.314, 3.4e-4) or a percentage
+NUMBER = re.compile(r"(?<![\w.\-/])(?:\d[\d,]*\.\d+(?:e-\d+)?%?|\d+%)(?![\w.]*\d)")
+#: what is not prose: fenced code, inline code, math, headings, links' targets, comments and
+#: the rendered tables
+NOT_PROSE = re.compile(r"```.*?```|`[^`\n]*`|\$\$.*?\$\$|\$[^$\n]*\$|^#+ [^\n]*$|\]\([^)]*\)"
+                       r"|<!-- figures:.*?<!-- /figures -->|<!--.*?-->|https?://\S+",
+                       re.S | re.M)
 
 
 def _pct(v: float) -> str:
@@ -46,7 +68,7 @@ def _own(report: dict) -> list[dict]:
 
 def _find(report: dict, temperature: float, guidance: str) -> dict | None:
     return next((r for r in _own(report) if r["temperature"] == temperature
-                 and r["guidance"] == guidance), None)
+                 and r["guidance"] == guidance and not r.get("denoised")), None)
 
 
 def person_samples(model_dir: str) -> str:
@@ -171,10 +193,14 @@ def _rendered(text: str, where: Path) -> str:
     return BLOCK.sub(block, text)
 
 
+def _markdown(files: tuple[str, ...]) -> list[str]:
+    return [name for name in files if name.endswith(".md")]
+
+
 def render(files: tuple[str, ...] = DOCUMENTS, root: Path = REPO_ROOT) -> list[Path]:
     """Rewrite every quoted block of ``files`` from its results; returns the files changed."""
     changed = []
-    for name in files:
+    for name in _markdown(files):
         path = Path(root) / name
         text = path.read_text()
         new = _rendered(text, path)
@@ -187,10 +213,103 @@ def render(files: tuple[str, ...] = DOCUMENTS, root: Path = REPO_ROOT) -> list[P
 def stale(files: tuple[str, ...] = DOCUMENTS, root: Path = REPO_ROOT) -> list[str]:
     """``file: block`` for every quoted block whose text differs from its results."""
     out = []
-    for name in files:
+    for name in _markdown(files):
         path = Path(root) / name
         text = path.read_text()
         for m in BLOCK.finditer(text):
             if _rendered(m.group(0), path) != m.group(0):
                 out.append(f"{name}: {m.group(2)} {m.group(3) or ''}".strip())
+    return out
+
+
+@dataclass(frozen=True)
+class Quote:
+    """A figure in ``document``: ``snippet`` is its text with the figure in braces; ``value``
+    reads it from a committed result (a rate is written as a percentage when the figure
+    ends in %)."""
+
+    document: str
+    snippet: str
+    value: Callable[[], float]
+
+
+@dataclass(frozen=True)
+class Setting:
+    """A number in ``document`` that is a setting or a name, not a result (``snippet`` as in
+    ``Quote``; every occurrence is covered)."""
+
+    document: str
+    snippet: str
+
+
+def prose(document: str, root: Path = REPO_ROOT) -> str:
+    """The text of a document whose numbers are checked: a notebook's markdown cells joined,
+    with everything ``NOT_PROSE`` blanked out (offsets kept)."""
+    path = Path(root) / document
+    text = path.read_text()
+    if path.suffix == ".ipynb":
+        cells = json.loads(text)["cells"]
+        text = "\n\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "markdown")
+    return NOT_PROSE.sub(lambda m: re.sub(r"[^\n]", " ", m.group()), text)
+
+
+def written(text: str, value: float) -> str:
+    """``value`` written as ``text`` writes a figure: as many decimals, a percentage when it
+    ends in %, thousands separators, a power of ten."""
+    percent = text.endswith("%")
+    core = text.rstrip("%").replace(",", "")
+    v = 100 * value if percent else value
+    if "e" in core:
+        mantissa, exponent = core.split("e")
+        digits = len(mantissa.split(".")[1]) if "." in mantissa else 0
+        m, e = f"{v:.{digits}e}".split("e")
+        out = f"{m}e{int(e)}"
+    else:
+        digits = len(core.split(".")[1]) if "." in core else 0
+        out = f"{v:,.{digits}f}" if "," in text else f"{v:.{digits}f}"
+    return out + ("%" if percent else "")
+
+
+def _spans(text: str, snippet: str) -> list[tuple[int, int]]:
+    """Where the braced part of ``snippet`` is in ``text``, at every occurrence."""
+    before, rest = snippet.split("{", 1)
+    figure, after = rest.split("}", 1)
+    whole = before + figure + after
+    return [(m.start() + len(before), m.start() + len(before) + len(figure))
+            for m in re.finditer(re.escape(whole), text)]
+
+
+def problems(quotes: list[Quote], settings: list[Setting], documents: tuple[str, ...] = DOCUMENTS,
+             root: Path = REPO_ROOT) -> list[str]:
+    """Every disagreement between the prose and the results: a snippet not found, a figure
+    that differs from its source, a number nobody accounts for."""
+    out = []
+    for document in documents:
+        text = prose(document, root)
+        covered: list[tuple[int, int]] = []
+        for q in (q for q in quotes if q.document == document):
+            spans = _spans(text, q.snippet)
+            if not spans:
+                out.append(f"{document}: {q.snippet!r} not found")
+                continue
+            covered += spans
+            figure = q.snippet.split("{", 1)[1].split("}", 1)[0]
+            try:
+                value = float(q.value())
+            except (OSError, KeyError, IndexError, ValueError, StopIteration) as err:
+                out.append(f"{document}: {q.snippet!r}: its source cannot be read ({err!r})")
+                continue
+            if math.isnan(value) or written(figure, value) != figure:
+                out.append(f"{document}: {q.snippet!r} says {figure}, its source "
+                           f"{written(figure, value)}")
+        for s in (s for s in settings if s.document == document):
+            spans = _spans(text, s.snippet)
+            if not spans:
+                out.append(f"{document}: setting {s.snippet!r} not found")
+            covered += spans
+        for m in NUMBER.finditer(text):
+            if not any(a <= m.start() and m.end() <= b for a, b in covered):
+                line = text.count("\n", 0, m.start()) + 1
+                context = text[max(0, m.start() - 40):m.end() + 20].replace("\n", " ")
+                out.append(f"{document}:{line}: {m.group()} has no source ({context.strip()!r})")
     return out

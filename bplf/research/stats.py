@@ -47,7 +47,8 @@ def compare(values: pd.DataFrame, a: str, b: str, rate: bool = False) -> dict:
     (and n, the trials per seed, with ``rate``).
 
     ``diff``: a's mean minus b's; ``se``: its standard error (from the seed spreads; with
-    ``rate``, each mean's error is ``rate_estimate``'s); ``ratio``: a's mean over b's;
+    ``rate``, each mean's error is ``rate_estimate``'s); ``ratio``: a's mean over b's (NaN where
+    b's is 0);
     ``higher_is_better``: ``rate`` (else lower is better); ``within_noise``: the noise rule, None
     when a config has fewer than 2 seeds (no spread to estimate)."""
     va, vb = values[values["config"] == a], values[values["config"] == b]
@@ -61,7 +62,7 @@ def compare(values: pd.DataFrame, a: str, b: str, rate: bool = False) -> dict:
         se = float(np.sqrt(va["value"].var() / len(va) + vb["value"].var() / len(vb)))
     else:
         se = float("nan")
-    return {"a": a, "b": b, "diff": ma - mb, "se": se, "ratio": ma / mb,
+    return {"a": a, "b": b, "diff": ma - mb, "se": se, "ratio": ma / mb if mb else float("nan"),
             "seeds": (len(va), len(vb)), "higher_is_better": rate,
             "within_noise": within_noise(ma - mb, se) if enough else None}
 

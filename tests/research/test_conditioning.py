@@ -13,46 +13,21 @@ import pytest
 from bplf.flows import LabelConfig
 from bplf.research.conditioning import (
     CHANCE,
-    FidelityConfig,
     above_chance,
-    evaluate_grid,
-    evaluate_run,
     kept_edits,
     summary,
     verdicts,
-    with_reference,
 )
-from bplf.research.evaluate import evaluate_checkpoint, tidy_rows
-from bplf.research.experiments import FIDELITY_COLUMNS, GRIDS, grid_runs, read_fidelity, run_grid
-from bplf.research.metrics.faces import same_person_reference
+from bplf.research.experiments import FIDELITY_COLUMNS, GRIDS
 from bplf.runs import load_run_config
 
 COLUMNS = FIDELITY_COLUMNS
 
-SMALL = FidelityConfig(per_emotion=6, edit_faces=14, mean_faces=4, temperatures=(0.7, 1.0),
-                       guidance=(1.0, 3.0))
 
-
-@pytest.fixture(scope="module")
-def evaluated(synthetic_es, tmp_path_factory):
-    root = tmp_path_factory.mktemp("conditioning")
-    kwargs = dict(results_dir=root / "results", runs_dir=root / "runs")
-    configs = ["top-prior", "label-dropout"]
-    with pytest.raises(ValueError, match="has not trained"):
-        evaluate_grid("conditioning", "quick", (0,), configs, SMALL, **kwargs,
-                      emotion_set=synthetic_es)
-    run_grid("conditioning", "quick", (0,), device="cpu", emotion_set=synthetic_es, **kwargs)
-    run_grid("conditioning", "quick", (1,), configs, device="cpu", emotion_set=synthetic_es,
-             **kwargs)
-    rows = evaluate_grid("conditioning", "quick", (0, 1), configs, SMALL, **kwargs,
-                         emotion_set=synthetic_es)
-    return root, kwargs, rows
-
-
-def test_each_mechanism_trains_with_its_model_and_train_overrides(evaluated):
+def test_each_mechanism_trains_with_its_model_and_train_overrides(conditioning_runs):
     """Every config of the grid records the model flags and the TrainConfig overrides (class
     loss, label dropout) it was given."""
-    root, _, _ = evaluated
+    root, _, _ = conditioning_runs
     runs = [load_run_config(p.parent) for p in (root / "runs").glob("*/seed0/config.json")]
     assert len(runs) == len(GRIDS["conditioning"])  # six distinct runs
     for name, config in GRIDS["conditioning"].items():
@@ -66,8 +41,8 @@ def test_each_mechanism_trains_with_its_model_and_train_overrides(evaluated):
         assert len(matches) == 1, name
 
 
-def test_every_run_gets_every_figure(evaluated, synthetic_es):
-    _, _, rows = evaluated
+def test_every_run_gets_every_figure(conditioning_runs, synthetic_es, small_scoring):
+    _, _, rows = conditioning_runs
     assert list(rows.columns) == COLUMNS
     assert set(zip(rows["config"], rows["seed"], strict=True)) == {
         (c, s) for c in ("top-prior", "label-dropout") for s in (0, 1)}
@@ -77,14 +52,15 @@ def test_every_run_gets_every_figure(evaluated, synthetic_es):
     assert run.loc[run["metric"] == "test_bpd", "value"].between(0, 12).all()
     samples = run[run["metric"] == "sample_accuracy"]
     assert sorted(samples["temperature"]) == [0.7, 1.0] and (samples["guidance"] == 1.0).all()
-    assert (samples["n"] == 7 * SMALL.per_emotion).all()
+    assert (samples["n"] == 7 * small_scoring.per_emotion).all()
     reference = run["metric"].str.startswith("same_person")
     assert run.loc[~reference, "value"].between(-1e9, 1e9).all()  # finite
     assert run.loc[reference, "value"].isna().all()  # the synthetic faces have no subjects
     # no swap without label-conditioned couplings, and no guidance without a trained null label
     assert set(run.loc[run["metric"] == "edit_hit_rate", "method"]) == {"mean", "prior"}
     edits = run[run["metric"] == "edit_hit_rate"]
-    assert (edits["n"] == 6 * SMALL.edit_faces).all()  # each face toward the 6 other emotions
+    # each face toward the 6 other emotions
+    assert (edits["n"] == 6 * small_scoring.edit_faces).all()
     assert set(run["metric"]) >= {"round_trip", "same_person_ssim", "sample_face_rate",
                                   "edit_joint_rate", "generative_accuracy"}
     guided = rows[(rows["config"] == "label-dropout") & (rows["seed"] == 0)]
@@ -92,37 +68,6 @@ def test_every_run_gets_every_figure(evaluated, synthetic_es):
     swaps = guided[(guided["metric"] == "edit_hit_rate") & (guided["method"] == "swap")]
     assert sorted(swaps["guidance"]) == [1.0, 3.0]
     assert rows.loc[rows["metric"] == "edit_hit_rate", "value"].between(0, 1).all()
-
-
-def test_a_run_is_measured_by_the_one_evaluator(evaluated, synthetic_es):
-    """``evaluate_run``'s rows are ``evaluate_checkpoint``'s tidy rows of the model at the
-    experiment's sweep, the guidance written as the coupling rule's scale."""
-    root, kwargs, rows = evaluated
-    cfg = FidelityConfig(per_emotion=3, edit_faces=4, mean_faces=4, temperatures=(0.7,),
-                         guidance=(1.0, 3.0), methods=("mean", "swap"))
-    (_, _, _, _, run), = grid_runs("conditioning", "quick", (0,), ["label-dropout"],
-                                   kwargs["runs_dir"])[1]
-    mine = pd.DataFrame(evaluate_run(run, synthetic_es, cfg))
-    report = evaluate_checkpoint(run, device="cpu", n_per_emotion=3, edit_faces=4,
-                                 sweep=cfg.sweep(), emotion_set=synthetic_es, floor=False,
-                                 mean_faces=4)
-    tidy = pd.DataFrame(tidy_rows(report))
-    model = tidy[tidy["generator"].isin(["", "model"])]
-    np.testing.assert_array_equal(mine["value"], model["value"])  # (NaN: no subjects)
-    assert list(mine["metric"]) == list(model["metric"])
-    swaps = mine[(mine["metric"] == "edit_hit_rate") & (mine["method"] == "swap")]
-    assert sorted(swaps["guidance"]) == [1.0, 3.0]
-    assert set(mine.loc[mine["metric"] == "sample_accuracy", "guidance"]) == {1.0, 3.0}
-    assert mine.loc[mine["metric"] == "test_bpd", "guidance"].isna().all()
-
-
-def test_a_rerun_evaluates_nothing_new(evaluated, synthetic_es):
-    root, kwargs, rows = evaluated
-    before = (root / "results" / "conditioning-fidelity.csv").read_text()
-    again = evaluate_grid("conditioning", "quick", (0, 1), ["top-prior", "label-dropout"],
-                          SMALL, **kwargs, emotion_set=synthetic_es)
-    assert (root / "results" / "conditioning-fidelity.csv").read_text() == before
-    assert len(again) == len(rows)
 
 
 def fake(values: dict[str, list[float]], bpd: dict[str, list[float]],
@@ -188,10 +133,10 @@ def test_above_chance_needs_a_margin_beyond_two_standard_errors():
     assert top.loc[0.7, "se"] >= np.sqrt(0.1725 * 0.8275 / 4200) - 1e-12
 
 
-def test_the_figure_shows_guidance_curves_and_every_config(evaluated):
+def test_the_figure_shows_guidance_curves_and_every_config(conditioning_runs):
     from bplf.course.viz import conditioning_figure
 
-    _, _, rows = evaluated
+    _, _, rows = conditioning_runs
     fig = conditioning_figure(rows)
     labels = {t.get_text() for t in fig.axes[0].get_legend().get_texts()}
     assert {"label-dropout, T=0.7", "label-dropout, T=1.0"} <= labels  # a curve per temperature
@@ -246,30 +191,3 @@ def test_kept_edits_follow_the_one_keeps_the_person_rule():
                            reference=0.51)).empty
     with pytest.raises(ValueError, match="same_person_ssim"):
         kept_edits(rows[~rows["metric"].str.startswith("same_person")])
-
-
-def test_rows_without_a_reference_get_it_once(evaluated, synthetic_es):
-    """Rows written before the same-person reference was measured get it per run, computed on
-    the faces; runs that have it keep theirs, and a rerun adds nothing."""
-    root, kwargs, _ = evaluated
-    rows = fake({"top-prior": [0.17, 0.18], "old": [0.17, 0.18]}, {c: [5.7, 5.7] for c in
-                                                                   ("top-prior", "old")})
-    old = rows[~((rows["config"] == "old") & rows["metric"].str.startswith("same_person"))]
-    reference = {"n": 10, "ssim": 0.6, "rmse": 30.0}
-    fixed = with_reference(old, reference)
-    added = fixed.iloc[len(old):]
-    assert set(zip(added["config"], added["seed"], added["metric"], strict=True)) == {
-        ("old", s, f"same_person_{m}") for s in (0, 1) for m in ("ssim", "rmse")}
-    assert list(added["value"]) == [0.6, 30.0, 0.6, 30.0] and (added["n"] == 10).all()
-    assert with_reference(fixed, reference) is fixed
-    # evaluate_grid completes a file written without it, from the faces it evaluates on
-    path = root / "results" / "conditioning-fidelity.csv"
-    before = read_fidelity("quick", "conditioning", root / "results")
-    stripped = before[~before["metric"].str.startswith("same_person")]
-    stripped.to_csv(path, index=False)
-    again = evaluate_grid("conditioning", "quick", (0, 1), ["top-prior", "label-dropout"],
-                          SMALL, **kwargs, emotion_set=synthetic_es)
-    assert len(again) == len(before)
-    got = again[again["metric"] == "same_person_ssim"]["value"]
-    expected = same_person_reference(synthetic_es)["ssim"]
-    assert len(got) == 4 and (got.isna().all() if np.isnan(expected) else (got == expected).all())

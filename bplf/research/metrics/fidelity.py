@@ -112,15 +112,15 @@ def _person_columns(images: np.ndarray, y: np.ndarray, read: np.ndarray, feats: 
 def fidelity_table(generators: dict[str, BPLF], classifier: EmotionCNN, es: EmotionSet,
                    temperatures: tuple[float, ...] = (0.5, 0.7, 1.0), n_per_emotion: int = 500,
                    seed: int = 0, guidance: dict[str, tuple] | None = None,
-                   settings: dict[str, list[tuple[float, Guidance | float]]] | None = None
-                   ) -> list[dict]:
+                   settings: dict[str, list[tuple]] | None = None) -> list[dict]:
     """The ceiling row (real faces), then one row per (generator, guidance, temperature), each
     with balanced accuracy and Fréchet distances to the real test faces, overall and per
     emotion, and what a person sees (face rate, joint rate, pair SSIM, precision and recall;
     ``bplf.research.metrics.faces``). ``guidance`` maps a generator's name to the guidance (numbers:
     the coupling rule, or ``Guidance`` objects) it is sampled with at every temperature;
-    ``settings`` to exact (temperature, guidance) pairs instead; others: plain samples at
-    every temperature."""
+    ``settings`` to exact (temperature, guidance) pairs or (temperature, guidance, denoised)
+    triples instead (denoised: one Tweedie step after sampling, ``BPLF.denoise``); others: plain
+    samples at every temperature. Each row says whether it was ``denoised``."""
     test, val = es.select(split="test"), es.select(split="val")
     # the ceiling: the classifier's accuracy on the real test faces themselves, and the
     # distance of real faces of other people (the val split) to them
@@ -135,13 +135,15 @@ def fidelity_table(generators: dict[str, BPLF], classifier: EmotionCNN, es: Emot
     for name, model in generators.items():
         pairs = (settings or {}).get(name) or [
             (t, g) for g in (guidance or {}).get(name, (1.0,)) for t in temperatures]
-        jobs += [(name, model, t, Guidance.of(g)) for t, g in pairs]
-    for name, model, t, g in progress(jobs, desc="fidelity"):
-        images, y = sample_faces(model.eval(), n_per_emotion, t, seed, guidance=g)
+        jobs += [(name, model, p[0], Guidance.of(p[1]), len(p) > 2 and bool(p[2]))
+                 for p in pairs]
+    for name, model, t, g, denoised in progress(jobs, desc="fidelity"):
+        images, y = sample_faces(model.eval(), n_per_emotion, t, seed, guidance=g,
+                                 denoise=denoised)
         images = images.numpy()
         feats, acc, read = _scores(classifier, dequantize(images, centre=True), y)
         rows.append({"generator": name, "temperature": t, "guidance": g.label(),
-                     "guidance_config": g.to_dict(), "n": len(y),
+                     "guidance_config": g.to_dict(), "denoised": denoised, "n": len(y),
                      **_compare(feats, y, ref, test.labels, weights),
                      "accuracy": acc["accuracy"], "per_emotion_accuracy": acc["per_emotion"],
                      **_person_columns(images, y, read, feats, ref)})
@@ -207,13 +209,15 @@ def generative_accuracy(log_probs: torch.Tensor | np.ndarray, labels: np.ndarray
 @torch.no_grad()
 def edit_sweep(model: BPLF, classifier: EmotionCNN, images: np.ndarray, labels: np.ndarray,
                settings: list[tuple[str, Guidance | float, tuple[float, ...]]],
-               reference: dict, means: list[torch.Tensor] | None = None) -> list[dict]:
+               reference: dict, means: list[torch.Tensor] | None = None,
+               denoise: tuple[bool, ...] = (False,)) -> list[dict]:
     """Every face of ``images`` (uint8, emotions ``labels``) edited toward each of the other
     emotions, for each (method, guidance, intensities) of ``settings``: one row per method,
     guidance and intensity with the hit-rate (the classifier reads the target), the face rate
     of the edits, the joint hit-rate (a face *and* the target), SSIM and RMSE to the input and
     whether that keeps the person by the same-person ``reference``
-    (``faces.same_person_reference``)."""
+    (``faces.same_person_reference``). ``denoise``: each edit decoded plain (False) and/or
+    followed by one Tweedie step given the target (True, ``editing.decode_edit``)."""
     labels = np.asarray(labels)
     k = model.config.num_classes
     x = dequantize(images, centre=True)
@@ -221,23 +225,23 @@ def edit_sweep(model: BPLF, classifier: EmotionCNN, images: np.ndarray, labels: 
     for method, guidance, intensities in progress(settings, desc="edits"):
         guidance = Guidance.of(guidance)
         start = encode_for_edit(model, x, torch.as_tensor(labels), method, guidance)
-        edited = {a: [] for a in intensities}
+        edited = {(a, d): [] for a in intensities for d in denoise}
         targets = []
         for offset in range(1, k):
             target = (labels + offset) % k
             targets.append(target)
-            for a in intensities:
-                out = decode_edit(model, start, torch.as_tensor(target), a, means)
-                edited[a].append(to_uint8(out)[:, 0].cpu().numpy())
+            for a, d in edited:
+                out = decode_edit(model, start, torch.as_tensor(target), a, means, denoise=d)
+                edited[a, d].append(to_uint8(out)[:, 0].cpu().numpy())
         target = np.concatenate(targets)
         inputs = np.concatenate([images] * (k - 1))
-        for a in intensities:
-            out = np.concatenate(edited[a])
+        for (a, d), parts in edited.items():
+            out = np.concatenate(parts)
             pred = predict(classifier, dequantize(out, centre=True)).argmax(1).numpy()
             read, found = pred == target, face_found(out)
             edit_ssim = float(ssim(inputs, out).mean())
             rows.append({"method": method, "guidance": guidance.label(),
-                         "guidance_config": guidance.to_dict(), "intensity": a,
+                         "guidance_config": guidance.to_dict(), "intensity": a, "denoised": d,
                          "n": int(len(out)), "hit_rate": float(read.mean()),
                          "face_rate": float(found.mean()),
                          "joint_rate": float((read & found).mean()), "ssim": edit_ssim,
