@@ -12,12 +12,14 @@ import seaborn as sns
 import torch
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
+from bplf.course.tweedie import Mixture, tweedie
 from bplf.data.dataset import SPLITS, EmotionSet
 from bplf.data.labels import EMOTIONS, source_name
 from bplf.editing import edit_expression, sample_faces
 from bplf.guidance import Guidance
 from bplf.likelihood import dequantize, to_uint8
 from bplf.model import PRESETS
+from bplf.research import noise
 from bplf.research.conditioning import best_setting, kept_edits
 from bplf.research.evaluate import FACE_RATE_SHARE, MAX_PAIR_SSIM
 from bplf.research.experiments import GRIDS, GridConfig
@@ -353,6 +355,41 @@ def conditioning_figure(rows, chance: float = 1 / len(EMOTIONS)) -> plt.Figure:
     return fig
 
 
+def noise_figure(rows) -> plt.Figure:
+    """The noise experiment (``bplf.research.noise`` rows), one panel per figure of the issue:
+    at part 1's recommended setting the joint rate (a face showing its emotion) and the pair
+    SSIM (diversity; lower is more diverse), the unguided samples' Fréchet distance, the
+    recommended edit's joint hit-rate, and the clean-face test bpd. A bar per config, plain
+    as drawn and hatched after one denoising step; seed means, each seed a dot."""
+    figures = noise.per_seed_figures(rows)
+    variants = list(dict.fromkeys(figures["clean test bpd"]["config"]))
+    colors = config_colors([v.removesuffix(noise.DENOISED) for v in variants])
+    panels = (("joint rate", "joint rate, recommended setting"),
+              ("pair SSIM", "pair SSIM, recommended setting"),
+              ("unguided FD", "Fréchet distance, unguided T 0.7"),
+              ("edit joint", "edit joint hit-rate, recommended edit"),
+              ("clean test bpd", "test bpd of clean faces"))
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.3 * len(panels), 4))
+    x = np.arange(len(variants))
+    for ax, (key, title) in zip(axes, panels, strict=True):
+        values = figures[key]
+        means = values.groupby("config")["value"].mean().reindex(variants)
+        ax.bar(x, means, 0.7, color=[colors[v.removesuffix(noise.DENOISED)] for v in variants],
+               hatch=["//" if v.endswith(noise.DENOISED) else "" for v in variants],
+               edgecolor="k", lw=0.5)
+        for i, v in enumerate(variants):
+            seeds = values.loc[values["config"] == v, "value"]
+            ax.plot([i] * len(seeds), seeds, "k.", ms=4)
+        low, high = np.nanmin(values["value"]), np.nanmax(values["value"])
+        pad = 0.15 * (high - low) + 1e-3
+        ax.set_ylim(max(0, low - 3 * pad) if key != "clean test bpd" else low - pad, high + pad)
+        ax.set_xticks(x, variants, rotation=40, ha="right", fontsize=7)
+        ax.set_title(title, fontsize=9)
+        ax.grid(alpha=0.3, axis="y")
+    fig.tight_layout()
+    return fig
+
+
 def _rule_lines(rows: list[dict]) -> dict[tuple[str, float], list[dict]]:
     """Sample rows grouped into lines of one guidance rule at one temperature, by scale: the
     coupling rule alone and the prior rule alone (both through the unguided row at 1)."""
@@ -468,5 +505,36 @@ def edits_figure(report: dict) -> plt.Figure:
     axes[0].legend(fontsize=6, ncol=2)
     axes[1].legend(fontsize=7)
     axes[0].set_title("hollow: the edits' face rate fell below the floor", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def tweedie_figure(mixture: Mixture, sigma: float, n: int = 200_000, seed: int = 0) -> plt.Figure:
+    """Notebook 04's check of Tweedie's formula on a 1-D mixture (``bplf.course.tweedie``): the
+    clean and the noisy density; and the posterior mean of the clean value given a noisy one,
+    exact, from one Tweedie step, and as the average clean value of simulated pairs."""
+    y = torch.linspace(-0.5, 0.5, 401, dtype=torch.float64)
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.6))
+    a.plot(y, mixture.log_prob(y).exp(), label="clean density p(x)")
+    a.plot(y, mixture.log_prob(y, sigma).exp(), label=f"noisy density p_σ(y), σ = {sigma:g}")
+    a.set(xlabel="pixel value", ylabel="density", title="what a noise-trained model learns")
+    a.legend(fontsize=8)
+    x, noisy = mixture.sample(n, sigma, seed)
+    edges = torch.linspace(-0.45, 0.45, 37, dtype=torch.float64)
+    which = torch.bucketize(noisy, edges)
+    centres, means = [], []
+    for k in range(1, len(edges)):
+        inside = which == k
+        if inside.sum() > 200:
+            centres.append(float(noisy[inside].mean()))
+            means.append(float(x[inside].mean()))
+    b.plot(y, y, ":", color="grey", label="no denoising: x̂ = y")
+    b.plot(y, mixture.posterior_mean(y, sigma), lw=3, alpha=0.5, label="exact E[x | y]")
+    b.plot(y, tweedie(lambda v: mixture.log_prob(v, sigma), y, sigma), "--",
+           label="Tweedie: y + σ² d/dy log p_σ(y)")
+    b.plot(centres, means, "o", ms=4, label=f"mean clean x of {n:,} simulated pairs")
+    b.set(xlabel="noisy value y", ylabel="estimate of the clean x",
+          title="one denoising step is the posterior mean")
+    b.legend(fontsize=8)
     fig.tight_layout()
     return fig

@@ -69,7 +69,7 @@ def _edit(rows: pd.DataFrame, metric: str) -> pd.DataFrame:
     return per_seed(rows, metric, method=method, guidance=g.label())
 
 
-def _figures(rows: pd.DataFrame) -> dict[str, pd.DataFrame]:
+def per_seed_figures(rows: pd.DataFrame) -> dict[str, pd.DataFrame]:
     """The per-seed rows (config, seed, value, n) of each figure of the summary."""
     rows = variants(rows)
     out = {"clean test bpd": per_seed(rows, "test_bpd", source="all"),
@@ -89,7 +89,7 @@ def summary(rows: pd.DataFrame) -> pd.DataFrame:
     joint rate, the recommended setting's face rate, joint rate, classifier accuracy, FD, pair
     SSIM, precision and recall, and the recommended edit's joint hit-rate and SSIM to its input;
     ``seeds``."""
-    figures = _figures(rows)
+    figures = per_seed_figures(rows)
     table = pd.DataFrame({name: v.groupby("config")["value"].mean()
                           for name, v in figures.items()})
     table["joint sd"] = figures["joint rate"].groupby("config")["value"].std()
@@ -98,17 +98,12 @@ def summary(rows: pd.DataFrame) -> pd.DataFrame:
     return table.loc[order]
 
 
-VERDICT_COLUMNS = ["config", "joint diff", "joint se", "better joint?", "edit diff", "edit se",
-                   "better edits?", "FD diff", "FD se", "lower FD?", "bpd diff", "bpd se",
-                   "bpd within 0.05?"]
-
-
 def verdicts(rows: pd.DataFrame, baseline: str = BASELINE) -> pd.DataFrame:
     """Every config, raw and denoised, against ``baseline`` as drawn by the noise rule
     (differences: the config's mean minus the baseline's): the recommended setting's joint rate
     and the recommended edit's joint hit-rate (rates, higher is better), the unguided samples'
     Fréchet distance and the clean test bpd (lower is better; bpd at most 0.05 above)."""
-    figures = _figures(rows)
+    figures = per_seed_figures(rows)
     out = []
     for config in figures["clean test bpd"]["config"].unique():
         if config == baseline:
@@ -122,7 +117,7 @@ def verdicts(rows: pd.DataFrame, baseline: str = BASELINE) -> pd.DataFrame:
                     "better edits?": verdict([e]), "FD diff": f["diff"], "FD se": f["se"],
                     "lower FD?": verdict([f]), "bpd diff": b["diff"], "bpd se": b["se"],
                     "bpd within 0.05?": bool(b["diff"] <= 0.05)})
-    return pd.DataFrame(out, columns=VERDICT_COLUMNS).set_index("config")
+    return pd.DataFrame(out).set_index("config") if out else pd.DataFrame()
 
 
 def chosen(rows: pd.DataFrame, baseline: str = BASELINE) -> str:

@@ -552,6 +552,7 @@ SETTINGS: list[Setting] = [
     Setting(R, "temperatures {0.5}/0.7/1.0"),
     Setting(R, "at T={0.7}; chance"),
     Setting(R, "at T={1.0}), though"),
+    Setting(R, "such as \"{15%} label dropout\""),
     # the teacher's guide: exercise numbers
     *[Setting(T, f"{{{lesson}.{k}}}") for lesson in range(1, 7) for k in (1, 2)],
     Setting(S, "with **{15%} label dropout**"),
@@ -580,6 +581,7 @@ SETTINGS: list[Setting] = [
     Setting(NB[3], "(floor {0.1},"),
     Setting(NB[4], "temperature {0.7}."),
     Setting(NB[4], "and {15%} label dropout"),
+    Setting(NB[4], "about {0.025} on our"),
     Setting(NB[5], "({15%} of faces"),
     Setting(NB[5], "beyond {1.5} to show"),
     Setting(NB[5], "are not {100%}"),

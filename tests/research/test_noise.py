@@ -7,6 +7,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
+from bplf.course.viz import noise_figure
 from bplf.guidance import Guidance
 from bplf.pretrained import recommended
 from bplf.research.experiments import FIDELITY_COLUMNS, run_grid
@@ -111,3 +112,12 @@ def test_the_winner_beats_today_on_joint_rate_without_worse_edits():
                   "noise-0.05" + DENOISED: [0.30, 0.31]})
     assert verdicts(worse).loc["noise-0.05" + DENOISED, "better edits?"] == "does not replicate"
     assert chosen(worse) == "noise-0.05"
+
+
+def test_the_figure_has_a_bar_per_variant_in_every_panel(scored):
+    fig = noise_figure(scored)
+    assert [ax.get_title() for ax in fig.axes][0].startswith("joint rate")
+    for ax in fig.axes:
+        labels = [t.get_text() for t in ax.get_xticklabels()]
+        assert labels == ["today", "noise-0.05", "noise-0.05" + DENOISED]
+        assert len(ax.patches) == 3
