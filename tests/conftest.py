@@ -1,5 +1,6 @@
 """Shared fixtures and tiny configs: the device parametrisation, face-like test images, parameter
-perturbation, a synthetic emotion set; the small model and training configs the tests share
+perturbation, a synthetic emotion set, the conditioning grid trained and scored at the "quick"
+budget; the small model and training configs the tests share
 (``from conftest import TINY_MODEL``), one name per meaning."""
 
 from __future__ import annotations
@@ -13,6 +14,9 @@ from bplf.editing import latent_means
 from bplf.flows import LabelConfig
 from bplf.likelihood import dequantize
 from bplf.model import build_model
+from bplf.research.conditioning import FidelityConfig
+from bplf.research.experiments import run_grid
+from bplf.research.scoring import evaluate_grid
 
 #: a tiny 8x8 model, one flow step per level (``build_model``/``ModelConfig`` keywords)
 TINY_MODEL = dict(image_size=8, levels=2, steps_per_level=1, hidden_channels=8)
@@ -189,3 +193,32 @@ def _person_report() -> dict:
 def person_report():
     """A made-up evaluation report with the face metrics (``_person_report``)."""
     return _person_report()
+
+
+#: the conditioning grid's scoring, small
+SMALL_SCORING = FidelityConfig(per_emotion=6, edit_faces=14, mean_faces=4, temperatures=(0.7, 1.0),
+                       guidance=(1.0, 3.0))
+
+
+@pytest.fixture(scope="module")
+def conditioning_runs(synthetic_es, tmp_path_factory):
+    root = tmp_path_factory.mktemp("conditioning")
+    kwargs = dict(results_dir=root / "results", runs_dir=root / "runs")
+    configs = ["top-prior", "label-dropout"]
+    with pytest.raises(ValueError, match="has not trained"):
+        evaluate_grid("conditioning", "quick", (0,), configs, SMALL_SCORING, **kwargs,
+                      emotion_set=synthetic_es)
+    run_grid("conditioning", "quick", (0,), device="cpu", emotion_set=synthetic_es, **kwargs)
+    run_grid("conditioning", "quick", (1,), configs, device="cpu", emotion_set=synthetic_es,
+             **kwargs)
+    rows = evaluate_grid("conditioning", "quick", (0, 1), configs, SMALL_SCORING, **kwargs,
+                         emotion_set=synthetic_es)
+    return root, kwargs, rows
+
+
+@pytest.fixture
+def small_scoring() -> FidelityConfig:
+    """The conditioning grid's scoring with which ``conditioning_runs`` were measured."""
+    return SMALL_SCORING
+
+

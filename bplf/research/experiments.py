@@ -185,7 +185,7 @@ BUDGETS: dict[str, Budget] = {
 
 COLUMNS = ["grid", "config", "seed", "step", "wall", "train_bpd", "val_bpd", "params",
            "images_per_s", "budget", "hardware"]
-#: the columns of a grid's fidelity file, ``<grid>-fidelity.csv`` (``bplf.research.conditioning``)
+#: the columns of a grid's fidelity file, ``<grid>-fidelity.csv`` (``bplf.research.scoring``)
 FIDELITY_COLUMNS = ["grid", "config", "seed", "metric", "source", "method", "temperature",
                     "guidance", "denoised", "value", "n"]
 

@@ -65,7 +65,7 @@ def _setting(rows: pd.DataFrame, metric: str, setting: tuple[float, Guidance]) -
 
 
 def _edit(rows: pd.DataFrame, metric: str) -> pd.DataFrame:
-    method, g, intensity = RECOMMENDED_EDIT
+    method, g, _ = RECOMMENDED_EDIT  # one intensity: the file has no intensity column
     return per_seed(rows, metric, method=method, guidance=g.label())
 
 

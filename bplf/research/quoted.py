@@ -94,8 +94,10 @@ def person_samples(model_dir: str) -> str:
 def person_sweep(model_dir: str) -> str:
     """Every sample setting of the evaluation: face, reading and joint rates, diversity."""
     report = read_evaluation(REPO_ROOT / model_dir)
-    rows = [_sample_row(f"T {r['temperature']:g}, {r['guidance']}", r)
-            for r in sorted(_own(report), key=lambda r: (r["temperature"], r["guidance"]))]
+    rows = [_sample_row(f"T {r['temperature']:g}, {r['guidance']}"
+                        + (", denoised" if r.get("denoised") else ""), r)
+            for r in sorted(_own(report), key=lambda r: (r["temperature"], r["guidance"],
+                                                         bool(r.get("denoised"))))]
     return f"{SAMPLE_HEADER}\n" + "\n".join(rows)
 
 

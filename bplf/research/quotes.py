@@ -394,6 +394,10 @@ QUOTES: list[Quote] = [
     Quote(A, "against {17.5%} at guidance", lambda: cond("top-prior", "best fidelity")),
     Quote(A, "the person {18.2%}", lambda: cond("label-dropout", "edit hit-rate")),
     Quote(A, "18.2% against {15.7%}", lambda: cond("top-prior", "edit hit-rate")),
+    Quote(A, "samples at T {0.85} with", lambda: ev(SHIPPED, "recommended", "samples",
+                                                   "temperature")),
+    Quote(A, "at\nintensity {1.5}) and", lambda: ev(SHIPPED, "recommended", "edits",
+                                                    "intensity")),
     # the notebooks' markdown
     Quote(NB[1], "the set ({97%} of the faces)", lambda: output(
         "01_build_emotion_set", r"fer2013\s+(\d+)") / output(
@@ -572,6 +576,8 @@ SETTINGS: list[Setting] = [
     Setting(A, "at T={1.0} (margins"),
     Setting(A, "at T={0.5}, 15.2%"),
     Setting(A, "and T={1.0}, edits"),
+    Setting(A, "(decay {0.999})"),
+    Setting(A, "unguided at T {0.7}"),
     Setting(NB[1], "arXiv:{2106.07563}"),
     Setting(NB[1], "70/15/{15%}"),
     Setting(NB[1], "({15%} rounded"),
