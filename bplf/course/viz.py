@@ -151,6 +151,28 @@ def samples_per_emotion(model, per_emotion: int = 8, temperature: float = 0.7,
     return fig
 
 
+def denoised_side_by_side(model, per_emotion: int = 4, temperature: float = 0.7, seed: int = 0,
+                          guidance=1.0) -> plt.Figure:
+    """The same latent draws decoded (left half of each row) and after one Tweedie denoising step
+    (right half, ``BPLF.denoise`` with the noise the model was trained on), one row per emotion."""
+    guidance = Guidance.of(guidance)
+    raw, _ = sample_faces(model, per_emotion, temperature, seed, guidance=guidance)
+    clean, _ = sample_faces(model, per_emotion, temperature, seed, guidance=guidance,
+                            denoise=True)
+    k = model.config.num_classes
+    rows = [np.concatenate([raw[e * per_emotion:(e + 1) * per_emotion].numpy(),
+                            clean[e * per_emotion:(e + 1) * per_emotion].numpy()])
+            for e in range(k)]
+    titles = (["as drawn"] * per_emotion + ["denoised"] * per_emotion
+              + [""] * (2 * per_emotion * (k - 1)))
+    fig = face_grid(np.concatenate(rows), ncols=2 * per_emotion, titles=titles,
+                    row_labels=EMOTIONS[:k])
+    guided = f", {guidance.label()}" if guidance.active else " (no guidance)"
+    fig.suptitle(f"the same draws at temperature {temperature}{guided}: as drawn and after one "
+                 f"denoising step (noise std {model.noise_std:g})", fontsize=9, y=1.02)
+    return fig
+
+
 def training_curves(runs: dict[str, list[dict]], baseline: float | None = None) -> plt.Figure:
     """Train and val bpd against step and against wall time, one colour per run
     (``runs``: name -> rows of a ``metrics.jsonl``); ``baseline``: a horizontal reference."""
