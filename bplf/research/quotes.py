@@ -16,7 +16,7 @@ from functools import cache
 import numpy as np
 import pandas as pd
 
-from bplf.research import conditioning, experiments
+from bplf.research import conditioning, experiments, noise
 from bplf.research.quoted import Quote, Setting
 from bplf.research.stats import compare
 from bplf.settings import REPO_ROOT
@@ -210,6 +210,20 @@ def edit_ssim(config: str, method: str, guidance: float) -> float:
     hit = rows[(rows["metric"] == "edit_ssim") & (rows["config"] == config)
                & (rows["method"] == method) & (rows["guidance"] == guidance)]
     return float(hit["value"].mean())
+
+
+@cache
+def _noise() -> pd.DataFrame:
+    return experiments.read_fidelity("cpu-long", "noise")
+
+
+def noise_figure(variant: str, column: str) -> float:
+    """A seed mean of the noise grid's summary (``bplf.research.noise.summary``)."""
+    return float(noise.summary(_noise()).loc[variant, column])
+
+
+def noise_verdict(variant: str, column: str) -> float:
+    return float(noise.verdicts(_noise()).loc[variant, column])
 
 
 def per_emotion_recall(emotion: int) -> float:
@@ -540,6 +554,41 @@ QUOTES: list[Quote] = [
     Quote(NB[6], "from {15.7%} to 18.2%", lambda: cond("top-prior", "edit hit-rate")),
     Quote(NB[6], "15.7% to {18.2%}", lambda: cond("label-dropout", "edit hit-rate")),
     Quote(NB[6], "are {0.7} points up", lambda: 100 * cond_verdict("all", "edit diff")),
+    # notebook 06, section 8: the noise grid
+    Quote(NB[6], 'often (face rate {44.5%}', lambda: noise_figure("noise-0.025", "face rate")),
+    Quote(NB[6], 'at std 0.025 and {48.9%}', lambda: noise_figure("noise-0.05", "face rate")),
+    Quote(NB[6], 't 0.05, against\n  {36.5%}', lambda: noise_figure("today", "face rate")),
+    Quote(NB[6], "ise of today's\n  ({9.0%}", lambda: noise_figure("today", "joint rate")),
+    Quote(NB[6], 'réchet\n  distance {11.56}', lambda: noise_figure("noise-0.05", "unguided FD")),
+    Quote(NB[6], '6 at 0.05 against {8.08}', lambda: noise_figure("today", "unguided FD")),
+    Quote(NB[6], 't rate rises to\n  {16.4%}',
+          lambda: noise_figure("noise-0.025 + denoise", "joint rate")),
+    Quote(NB[6], 'ing step, against {16.4%}',
+          lambda: noise_figure("noise-0.025 + denoise", "joint rate")),
+    Quote(NB[6], '4% at std 0.025 (+{7.4}',
+          lambda: 100 * noise_verdict("noise-0.025 + denoise", "joint diff")),
+    Quote(NB[6], 's, standard error {2.5}',
+          lambda: 100 * noise_verdict("noise-0.025 + denoise", "joint se")),
+    Quote(NB[6], 'rd error 2.5) and {19.0%}',
+          lambda: noise_figure("noise-0.05 + denoise", "joint rate")),
+    Quote(NB[6], 'faces rises from {0.20}', lambda: noise_figure("today", "recall")),
+    Quote(NB[6], 'ises from 0.20 to {0.29}',
+          lambda: noise_figure("noise-0.025 + denoise", "recall")),
+    Quote(NB[6], 'with more noise: +{0.03}', lambda: noise_verdict("noise-0.01", "bpd diff")),
+    Quote(NB[6], 're noise: +0.03, +{0.16}', lambda: noise_verdict("noise-0.025", "bpd diff")),
+    Quote(NB[6], 'ising step**, at +{0.16}', lambda: noise_verdict("noise-0.025", "bpd diff")),
+    Quote(NB[6], '+0.03, +0.16 and +{0.43}', lambda: noise_verdict("noise-0.05", "bpd diff")),
+    Quote(NB[6], '(Fréchet distance {8.52}',
+          lambda: noise_figure("noise-0.05 + denoise", "unguided FD")),
+    Quote(NB[6], "noise of today's ({7.37}",
+          lambda: noise_figure("noise-0.025 + denoise", "unguided FD")),
+    Quote(NB[6], 'd at 0.01 closer ({7.16}',
+          lambda: noise_figure("noise-0.01 + denoise", "unguided FD")),
+    Quote(NB[6], "noise of today's {20.4%}", lambda: noise_figure("today", "edit joint")),
+    Quote(NB[6], 'ights (clean bpd +{0.10}', lambda: noise_verdict("ema", "bpd diff")),
+    Quote(NB[6], 'Fréchet distance {10.27}', lambda: noise_figure("ema", "unguided FD")),
+    Quote(NB[6], 'one (joint rate\n  {9.6%}',
+          lambda: noise_figure("noise-0.025-ema + denoise", "joint rate")),
 ]
 
 SETTINGS: list[Setting] = [
@@ -578,6 +627,7 @@ SETTINGS: list[Setting] = [
     Setting(A, "and T={1.0}, edits"),
     Setting(A, "(decay {0.999})"),
     Setting(A, "unguided at T {0.7}"),
+    Setting(A, "noise std {0.025} with one"),
     Setting(NB[1], "arXiv:{2106.07563}"),
     Setting(NB[1], "70/15/{15%}"),
     Setting(NB[1], "({15%} rounded"),
@@ -610,4 +660,22 @@ SETTINGS: list[Setting] = [
     Setting(NB[6], "reach {5.9} bpd"),
     Setting(NB[6], "at T={0.7})."),
     Setting(NB[6], "at T={0.7} against"),
+    Setting(NB[6], 'std {0.01}, 0.025 and 0.05 on'),
+    Setting(NB[6], 'std 0.01, {0.025} and 0.05 on'),
+    Setting(NB[6], '0.025 and {0.05} on the'),
+    Setting(NB[6], 'decay {0.999})'),
+    Setting(NB[6], 'samples at T {0.7}, the joint'),
+    Setting(NB[6], '% at std {0.025} and'),
+    Setting(NB[6], '% at {0.05}, against'),
+    Setting(NB[6], '11.56 at {0.05} against'),
+    Setting(NB[6], '% at std {0.025} (+'),
+    Setting(NB[6], '% at {0.05}, both'),
+    Setting(NB[6], 'at std {0.01},'),
+    Setting(NB[6], '{0.025} and 0.05 (the density'),
+    Setting(NB[6], '0.025 and {0.05} (the density'),
+    Setting(NB[6], 'detail**: at std {0.05}'),
+    Setting(NB[6], 'beyond noise; at {0.025} they'),
+    Setting(NB[6], 'and at {0.01} closer'),
+    Setting(NB[6], 'noise of std {0.025} and denoising'),
+    Setting(NB[6], 'bpd; std {0.05}'),
 ]
