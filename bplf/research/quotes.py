@@ -183,17 +183,10 @@ def above(temperature: float, column: str) -> float:
     return float(conditioning.above_chance(_conditioning()).loc[temperature, column])
 
 
-def sample_accuracy(config: str, temperature: float, guidance: float) -> float:
-    """The seed-mean sample accuracy of a conditioning-grid config at one setting."""
+def sample(metric: str, config: str, temperature: float, guidance: float) -> float:
+    """The seed mean of a conditioning-grid config's ``sample_<metric>`` at one setting."""
     rows = _conditioning()
-    hit = rows[(rows["metric"] == "sample_accuracy") & (rows["config"] == config)
-               & (rows["temperature"] == temperature) & (rows["guidance"] == guidance)]
-    return float(hit["value"].mean())
-
-
-def sample_fd(config: str, temperature: float, guidance: float) -> float:
-    rows = _conditioning()
-    hit = rows[(rows["metric"] == "sample_fd") & (rows["config"] == config)
+    hit = rows[(rows["metric"] == f"sample_{metric}") & (rows["config"] == config)
                & (rows["temperature"] == temperature) & (rows["guidance"] == guidance)]
     return float(hit["value"].mean())
 
@@ -328,8 +321,8 @@ QUOTES: list[Quote] = [
           lambda: 100 * cond_verdict("label-dropout", "fidelity se")),
     Quote(R, "edits (+{2.5}, 1.0)", lambda: 100 * cond_verdict("label-dropout", "edit diff")),
     Quote(R, "edits (+2.5, {1.0})", lambda: 100 * cond_verdict("label-dropout", "edit se")),
-    Quote(R, "guidance ({5.87} to 6.00", lambda: sample_fd("label-dropout", 1.0, 1.0)),
-    Quote(R, "5.87 to {6.00} at", lambda: sample_fd("label-dropout", 1.0, 8.0)),
+    Quote(R, "guidance ({5.87} to 6.00", lambda: sample("fd", "label-dropout", 1.0, 1.0)),
+    Quote(R, "5.87 to {6.00} at", lambda: sample("fd", "label-dropout", 1.0, 8.0)),
     # the shipped model's README
     Quote(S, "trained at {0.09}x", lambda: bench_ratio("bench_cpu_avx2_bf16")),
     Quote(S, "{1.23} hours of training", lambda: hours(SHIPPED)),
@@ -466,16 +459,16 @@ QUOTES: list[Quote] = [
     Quote(NB[6], "to 28-{29%}", lambda: max(cond(c, "generative acc (FER)") for c in (
         "couplings", "class-loss"))),
     Quote(NB[6], "guidance 1 ({17.4%})", lambda: cond("label-dropout", "fidelity, guidance 1")),
-    Quote(NB[6], "{17.1%} to 18.3", lambda: sample_accuracy("label-dropout", 1.0, 1.0)),
-    Quote(NB[6], "to {18.3}, 19.5", lambda: 100 * sample_accuracy("label-dropout", 1.0, 2.0)),
-    Quote(NB[6], "18.3, {19.5}, 22.2", lambda: 100 * sample_accuracy("label-dropout", 1.0, 3.0)),
-    Quote(NB[6], "19.5, {22.2} and", lambda: 100 * sample_accuracy("label-dropout", 1.0, 5.0)),
+    Quote(NB[6], "{17.1%} to 18.3", lambda: sample("accuracy", "label-dropout", 1.0, 1.0)),
+    Quote(NB[6], "to {18.3}, 19.5", lambda: 100 * sample("accuracy", "label-dropout", 1.0, 2.0)),
+    Quote(NB[6], "18.3, {19.5}, 22.2", lambda: 100 * sample("accuracy", "label-dropout", 1.0, 3.0)),
+    Quote(NB[6], "19.5, {22.2} and", lambda: 100 * sample("accuracy", "label-dropout", 1.0, 5.0)),
     Quote(NB[6], "22.2 and {24.3%} at scales",
-          lambda: sample_accuracy("label-dropout", 1.0, 8.0)),
-    Quote(NB[6], "flat ({5.87} to", lambda: sample_fd("label-dropout", 1.0, 1.0)),
-    Quote(NB[6], "5.87 to {6.00};", lambda: sample_fd("label-dropout", 1.0, 8.0)),
-    Quote(NB[6], "falls from {8.1} to", lambda: sample_fd("label-dropout", 0.7, 1.0)),
-    Quote(NB[6], "8.1 to {6.8})", lambda: sample_fd("label-dropout", 0.7, 8.0)),
+          lambda: sample("accuracy", "label-dropout", 1.0, 8.0)),
+    Quote(NB[6], "flat ({5.87} to", lambda: sample("fd", "label-dropout", 1.0, 1.0)),
+    Quote(NB[6], "5.87 to {6.00};", lambda: sample("fd", "label-dropout", 1.0, 8.0)),
+    Quote(NB[6], "falls from {8.1} to", lambda: sample("fd", "label-dropout", 0.7, 1.0)),
+    Quote(NB[6], "8.1 to {6.8})", lambda: sample("fd", "label-dropout", 0.7, 8.0)),
     Quote(NB[6], "reach {18.2%} at scale 8", lambda: cond("label-dropout", "edit hit-rate")),
     Quote(NB[6], "(top prior: {15.7%})", lambda: cond("top-prior", "edit hit-rate")),
     Quote(NB[6], "with SSIM {0.71}", lambda: cond("label-dropout", "edit SSIM")),
@@ -486,7 +479,7 @@ QUOTES: list[Quote] = [
     Quote(NB[6], "-0.011, SE {0.04})", lambda: cond_verdict("label-dropout", "bpd se")),
     Quote(NB[6], "(best {20.9%} +-", lambda: cond("all", "best fidelity")),
     Quote(NB[6], "20.9% +- {7.2},", lambda: 100 * cond("all", "fidelity sd")),
-    Quote(NB[6], "chance (6-{12%})", lambda: max(sample_accuracy("all", t, 8.0)
+    Quote(NB[6], "chance (6-{12%})", lambda: max(sample("accuracy", "all", t, 8.0)
                                                for t in conditioning.TEMPERATURES)),
     Quote(NB[6], "(SSIM {0.45} at scale 2", lambda: edit_ssim("all", "swap", 2.0)),
     Quote(NB[6], "scale 2, {0.22} at", lambda: edit_ssim("all", "swap", 3.0)),
