@@ -384,8 +384,7 @@ def read_fidelity(budget: str = "gpu", grid: str | None = None,
         if not path.exists():
             return pd.DataFrame(columns=FIDELITY_COLUMNS)
         rows = pd.read_csv(path)
-        if "denoised" not in rows:
-            rows["denoised"] = False
+        rows["denoised"] = rows["denoised"].astype(bool) if "denoised" in rows else False
         return rows[FIDELITY_COLUMNS]
     rows = []
     for path in sorted((folder / "fidelity").glob("*.json")):

@@ -50,7 +50,6 @@ def variants(rows: pd.DataFrame) -> pd.DataFrame:
     """``rows`` with config renamed "<config> + denoise" where denoised; a run's clean bpd and
     references (measured once) copied to its denoised variant."""
     rows = rows.copy()
-    rows["denoised"] = rows["denoised"].astype(str).str.lower() == "true"
     noisy = set(rows.loc[rows["denoised"], "config"])
     shared = rows[~rows["metric"].str.startswith(("sample_", "edit_"))
                   & rows["config"].isin(noisy)]

@@ -18,6 +18,7 @@ import pandas as pd
 
 from bplf.research import conditioning, experiments, noise
 from bplf.research.quoted import Quote, Setting
+from bplf.research.scoring import per_seed
 from bplf.research.stats import compare
 from bplf.settings import REPO_ROOT
 
@@ -37,13 +38,6 @@ def ev(model: str, *keys):
     return value
 
 
-def fidelity_row(model: str, temperature: float, guidance: str) -> dict:
-    """The row of a model's own samples at one setting of its evaluation."""
-    report = _json(f"checkpoints/{model}/evaluation.json")
-    return next(r for r in report["fidelity"] if r["generator"] == report["checkpoint"]
-                and r["temperature"] == temperature and r["guidance"] == guidance)
-
-
 @cache
 def _log(model: str) -> pd.DataFrame:
     path = REPO_ROOT / "checkpoints" / model / "metrics.jsonl"
@@ -59,10 +53,6 @@ def log(model: str, step: int, key: str) -> float:
 def hours(model: str) -> float:
     """Wall-clock hours of a checkpoint's training run (its last logged wall time)."""
     return float(_log(model)["wall"].max()) / 3600
-
-
-def median_images(model: str) -> float:
-    return float(_log(model)["images_per_s"].median())
 
 
 def mib(path: str) -> float:
@@ -126,11 +116,6 @@ def steps_ratio(budget: str, config: str, target: float = 5.9) -> float:
     return float(table.loc[config, f"ratio ({target})"])
 
 
-def images_ratio(budget: str, grid: str, a: str, b: str) -> float:
-    table = experiments.summary(_results(grid, budget))
-    return float(table.loc[a, "images_per_s"] / table.loc[b, "images_per_s"])
-
-
 def params_ratio(budget: str, grid: str, a: str, b: str) -> float:
     table = experiments.summary(_results(grid, budget))
     return float(table.loc[a, "params"] / table.loc[b, "params"])
@@ -141,23 +126,12 @@ def _gpu_fidelity() -> pd.DataFrame:
     return experiments.read_fidelity("gpu")
 
 
-def gpu_fd(config: str, generator: str = "model") -> float:
-    """Fréchet distance at T 0.7 of a gpu-budget run's samples (``generator="floor"``: of its
-    untrained floor), ``results/ablations/gpu/fidelity``."""
-    rows = _gpu_fidelity()
+def gpu(metric: str, config: str, generator: str = "model") -> float:
+    """``sample_<metric>`` at T 0.7 of a gpu-budget run's samples (``generator="floor"``: of its
+    untrained floor), ``results/ablations/gpu/fidelity``; ``config`` is "grid/config"."""
     grid, name = config.split("/")
-    hit = rows[(rows["grid"] == grid) & (rows["config"] == name) & (rows["metric"] == "sample_fd")
-               & (rows["generator"] == generator) & (rows["temperature"] == 0.7)]
-    return float(hit["value"].iloc[0])
-
-
-def gpu_accuracy(config: str) -> float:
-    """The classifier's accuracy at T 0.7 on a gpu-budget run's samples."""
-    rows = _gpu_fidelity()
-    grid, name = config.split("/")
-    hit = rows[(rows["grid"] == grid) & (rows["config"] == name)
-               & (rows["metric"] == "sample_accuracy") & (rows["generator"] == "model")
-               & (rows["temperature"] == 0.7)]
+    hit = per_seed(_gpu_fidelity(), f"sample_{metric}", grid=grid, config=name,
+                   generator=generator, temperature=0.7)
     return float(hit["value"].iloc[0])
 
 
@@ -171,52 +145,51 @@ def _conditioning() -> pd.DataFrame:
     return experiments.read_fidelity("cpu-long", "conditioning")
 
 
+@cache
+def _conditioning_tables() -> dict[str, pd.DataFrame]:
+    rows = _conditioning()
+    return {"summary": conditioning.summary(rows), "verdicts": conditioning.verdicts(rows),
+            "chance": conditioning.above_chance(rows)}
+
+
 def cond(config: str, column: str) -> float:
-    return float(conditioning.summary(_conditioning()).loc[config, column])
+    return float(_conditioning_tables()["summary"].loc[config, column])
 
 
 def cond_verdict(config: str, column: str) -> float:
-    return float(conditioning.verdicts(_conditioning()).loc[config, column])
+    return float(_conditioning_tables()["verdicts"].loc[config, column])
 
 
 def above(temperature: float, column: str) -> float:
-    return float(conditioning.above_chance(_conditioning()).loc[temperature, column])
+    return float(_conditioning_tables()["chance"].loc[temperature, column])
 
 
-def sample(metric: str, config: str, temperature: float, guidance: float) -> float:
-    """The seed mean of a conditioning-grid config's ``sample_<metric>`` at one setting."""
-    rows = _conditioning()
-    hit = rows[(rows["metric"] == f"sample_{metric}") & (rows["config"] == config)
-               & (rows["temperature"] == temperature) & (rows["guidance"] == guidance)]
-    return float(hit["value"].mean())
+def cond_mean(metric: str, **where) -> float:
+    """The mean over seeds (and runs) of a conditioning-grid figure where ``where`` matches:
+    ``cond_sample("fd", ..., ..., ...)``, a reference such as
+    ``cond_mean("different_person_ssim")``."""
+    return float(per_seed(_conditioning(), metric, **where)["value"].mean())
 
 
-def reference(metric: str) -> float:
-    """A reference row of the conditioning grid's file (e.g. two real faces of different people,
-    ``different_person_ssim``), the mean over its runs."""
-    rows = _conditioning()
-    return float(rows.loc[rows["metric"] == metric, "value"].mean())
-
-
-def edit_ssim(config: str, method: str, guidance: float) -> float:
-    rows = _conditioning()
-    hit = rows[(rows["metric"] == "edit_ssim") & (rows["config"] == config)
-               & (rows["method"] == method) & (rows["guidance"] == guidance)]
-    return float(hit["value"].mean())
+def cond_sample(metric: str, config: str, temperature: float, guidance: float) -> float:
+    """``sample_<metric>`` of a conditioning-grid config at one setting, seed mean."""
+    return cond_mean(f"sample_{metric}", config=config, temperature=temperature,
+                     guidance=guidance)
 
 
 @cache
-def _noise() -> pd.DataFrame:
-    return experiments.read_fidelity("cpu-long", "noise")
+def _noise_tables() -> dict[str, pd.DataFrame]:
+    rows = experiments.read_fidelity("cpu-long", "noise")
+    return {"summary": noise.summary(rows), "verdicts": noise.verdicts(rows)}
 
 
 def noise_figure(variant: str, column: str) -> float:
     """A seed mean of the noise grid's summary (``bplf.research.noise.summary``)."""
-    return float(noise.summary(_noise()).loc[variant, column])
+    return float(_noise_tables()["summary"].loc[variant, column])
 
 
 def noise_verdict(variant: str, column: str) -> float:
-    return float(noise.verdicts(_noise()).loc[variant, column])
+    return float(_noise_tables()["verdicts"].loc[variant, column])
 
 
 def per_emotion_recall(emotion: int) -> float:
@@ -305,13 +278,13 @@ QUOTES: list[Quote] = [
     Quote(R, "and {0.83}x its", lambda: bench("bench_h100_b256", 0, "train_images_per_s")
           / bench("bench_h100_b256", 1, "train_images_per_s")),
     Quote(R, "Glow ({0.020} bpd", lambda: -diff("gpu", "baselines", "glow-normflows", "glow")),
-    Quote(R, "Fréchet distance {9.1}-11.6", lambda: min(gpu_fd(r) for r in GPU_RUNS)),
-    Quote(R, "Fréchet distance 9.1-{11.6}", lambda: max(gpu_fd(r) for r in GPU_RUNS)),
-    Quote(R, "floors {11.4}-22.9", lambda: min(gpu_fd(r, "floor") for r in GPU_RUNS)),
-    Quote(R, "floors 11.4-{22.9}", lambda: max(gpu_fd(r, "floor") for r in GPU_RUNS)),
-    Quote(R, "are not ({14.3}, floor 13.5)", lambda: gpu_fd("baselines/glow-normflows")),
-    Quote(R, "floor {13.5})", lambda: gpu_fd("baselines/glow-normflows", "floor")),
-    Quote(R, "chance (13-{15%})", lambda: max(gpu_accuracy(r) for r in GPU_RUNS)),
+    Quote(R, "Fréchet distance {9.1}-11.6", lambda: min(gpu("fd", r) for r in GPU_RUNS)),
+    Quote(R, "Fréchet distance 9.1-{11.6}", lambda: max(gpu("fd", r) for r in GPU_RUNS)),
+    Quote(R, "floors {11.4}-22.9", lambda: min(gpu("fd", r, "floor") for r in GPU_RUNS)),
+    Quote(R, "floors 11.4-{22.9}", lambda: max(gpu("fd", r, "floor") for r in GPU_RUNS)),
+    Quote(R, "are not ({14.3}, floor 13.5)", lambda: gpu("fd", "baselines/glow-normflows")),
+    Quote(R, "floor {13.5})", lambda: gpu("fd", "baselines/glow-normflows", "floor")),
+    Quote(R, "chance (13-{15%})", lambda: max(gpu("accuracy", r) for r in GPU_RUNS)),
     # README: the conditioning grid
     Quote(R, "chance ({17.5%} at T=0.7", lambda: above(0.7, "accuracy")),
     Quote(R, "chance {14.3%}", lambda: conditioning.CHANCE),
@@ -321,8 +294,8 @@ QUOTES: list[Quote] = [
           lambda: 100 * cond_verdict("label-dropout", "fidelity se")),
     Quote(R, "edits (+{2.5}, 1.0)", lambda: 100 * cond_verdict("label-dropout", "edit diff")),
     Quote(R, "edits (+2.5, {1.0})", lambda: 100 * cond_verdict("label-dropout", "edit se")),
-    Quote(R, "guidance ({5.87} to 6.00", lambda: sample("fd", "label-dropout", 1.0, 1.0)),
-    Quote(R, "5.87 to {6.00} at", lambda: sample("fd", "label-dropout", 1.0, 8.0)),
+    Quote(R, "guidance ({5.87} to 6.00", lambda: cond_sample("fd", "label-dropout", 1.0, 1.0)),
+    Quote(R, "5.87 to {6.00} at", lambda: cond_sample("fd", "label-dropout", 1.0, 8.0)),
     # the shipped model's README
     Quote(S, "trained at {0.09}x", lambda: bench_ratio("bench_cpu_avx2_bf16")),
     Quote(S, "{1.23} hours of training", lambda: hours(SHIPPED)),
@@ -430,14 +403,14 @@ QUOTES: list[Quote] = [
     Quote(NB[6], "its {2.3}x more",
           lambda: params_ratio("cpu", "baselines", "bplf", "bplf-glow-size")),
     Quote(NB[6], "(chance {14.3%})", lambda: conditioning.CHANCE),
-    Quote(NB[6], "(FD {9.1}-11.6", lambda: min(gpu_fd(r) for r in GPU_RUNS)),
-    Quote(NB[6], "(FD 9.1-{11.6}", lambda: max(gpu_fd(r) for r in GPU_RUNS)),
-    Quote(NB[6], "against {11.4}-22.9", lambda: min(gpu_fd(r, "floor") for r in GPU_RUNS)),
-    Quote(NB[6], "against 11.4-{22.9}", lambda: max(gpu_fd(r, "floor") for r in GPU_RUNS)),
-    Quote(NB[6], "floor's ({14.3} against", lambda: gpu_fd("baselines/glow-normflows")),
-    Quote(NB[6], "14.3 against {13.5})", lambda: gpu_fd("baselines/glow-normflows", "floor")),
-    Quote(NB[6], "inside ({10.0} against", lambda: gpu_fd("baselines/glow")),
-    Quote(NB[6], "10.0 against {14.5})", lambda: gpu_fd("baselines/glow", "floor")),
+    Quote(NB[6], "(FD {9.1}-11.6", lambda: min(gpu("fd", r) for r in GPU_RUNS)),
+    Quote(NB[6], "(FD 9.1-{11.6}", lambda: max(gpu("fd", r) for r in GPU_RUNS)),
+    Quote(NB[6], "against {11.4}-22.9", lambda: min(gpu("fd", r, "floor") for r in GPU_RUNS)),
+    Quote(NB[6], "against 11.4-{22.9}", lambda: max(gpu("fd", r, "floor") for r in GPU_RUNS)),
+    Quote(NB[6], "floor's ({14.3} against", lambda: gpu("fd", "baselines/glow-normflows")),
+    Quote(NB[6], "14.3 against {13.5})", lambda: gpu("fd", "baselines/glow-normflows", "floor")),
+    Quote(NB[6], "inside ({10.0} against", lambda: gpu("fd", "baselines/glow")),
+    Quote(NB[6], "10.0 against {14.5})", lambda: gpu("fd", "baselines/glow", "floor")),
     # notebook 06, section 7: the conditioning grid
     Quote(NB[6], "log2 7 = {2.8}", lambda: np.log2(7)),
     Quote(NB[6], "expressions ({0.617}", lambda: ev(SHIPPED, "reference", "same_person", "ssim")),
@@ -459,30 +432,35 @@ QUOTES: list[Quote] = [
     Quote(NB[6], "to 28-{29%}", lambda: max(cond(c, "generative acc (FER)") for c in (
         "couplings", "class-loss"))),
     Quote(NB[6], "guidance 1 ({17.4%})", lambda: cond("label-dropout", "fidelity, guidance 1")),
-    Quote(NB[6], "{17.1%} to 18.3", lambda: sample("accuracy", "label-dropout", 1.0, 1.0)),
-    Quote(NB[6], "to {18.3}, 19.5", lambda: 100 * sample("accuracy", "label-dropout", 1.0, 2.0)),
-    Quote(NB[6], "18.3, {19.5}, 22.2", lambda: 100 * sample("accuracy", "label-dropout", 1.0, 3.0)),
-    Quote(NB[6], "19.5, {22.2} and", lambda: 100 * sample("accuracy", "label-dropout", 1.0, 5.0)),
+    Quote(NB[6], "{17.1%} to 18.3", lambda: cond_sample("accuracy", "label-dropout", 1.0, 1.0)),
+    Quote(NB[6], "to {18.3}, 19.5",
+          lambda: 100 * cond_sample("accuracy", "label-dropout", 1.0, 2.0)),
+    Quote(NB[6], "18.3, {19.5}, 22.2",
+          lambda: 100 * cond_sample("accuracy", "label-dropout", 1.0, 3.0)),
+    Quote(NB[6], "19.5, {22.2} and",
+          lambda: 100 * cond_sample("accuracy", "label-dropout", 1.0, 5.0)),
     Quote(NB[6], "22.2 and {24.3%} at scales",
-          lambda: sample("accuracy", "label-dropout", 1.0, 8.0)),
-    Quote(NB[6], "flat ({5.87} to", lambda: sample("fd", "label-dropout", 1.0, 1.0)),
-    Quote(NB[6], "5.87 to {6.00};", lambda: sample("fd", "label-dropout", 1.0, 8.0)),
-    Quote(NB[6], "falls from {8.1} to", lambda: sample("fd", "label-dropout", 0.7, 1.0)),
-    Quote(NB[6], "8.1 to {6.8})", lambda: sample("fd", "label-dropout", 0.7, 8.0)),
+          lambda: cond_sample("accuracy", "label-dropout", 1.0, 8.0)),
+    Quote(NB[6], "flat ({5.87} to", lambda: cond_sample("fd", "label-dropout", 1.0, 1.0)),
+    Quote(NB[6], "5.87 to {6.00};", lambda: cond_sample("fd", "label-dropout", 1.0, 8.0)),
+    Quote(NB[6], "falls from {8.1} to", lambda: cond_sample("fd", "label-dropout", 0.7, 1.0)),
+    Quote(NB[6], "8.1 to {6.8})", lambda: cond_sample("fd", "label-dropout", 0.7, 8.0)),
     Quote(NB[6], "reach {18.2%} at scale 8", lambda: cond("label-dropout", "edit hit-rate")),
     Quote(NB[6], "(top prior: {15.7%})", lambda: cond("top-prior", "edit hit-rate")),
     Quote(NB[6], "with SSIM {0.71}", lambda: cond("label-dropout", "edit SSIM")),
     Quote(NB[6], "against {0.62} and 37", lambda: ev(SHIPPED, "reference", "same_person",
                                                      "ssim")),
-    Quote(NB[6], "person ({0.08} and 103", lambda: reference("different_person_ssim")),
+    Quote(NB[6], "person ({0.08} and 103", lambda: cond_mean("different_person_ssim")),
     Quote(NB[6], "(-{0.011}, SE", lambda: -cond_verdict("label-dropout", "bpd diff")),
     Quote(NB[6], "-0.011, SE {0.04})", lambda: cond_verdict("label-dropout", "bpd se")),
     Quote(NB[6], "(best {20.9%} +-", lambda: cond("all", "best fidelity")),
     Quote(NB[6], "20.9% +- {7.2},", lambda: 100 * cond("all", "fidelity sd")),
-    Quote(NB[6], "chance (6-{12%})", lambda: max(sample("accuracy", "all", t, 8.0)
+    Quote(NB[6], "chance (6-{12%})", lambda: max(cond_sample("accuracy", "all", t, 8.0)
                                                for t in conditioning.TEMPERATURES)),
-    Quote(NB[6], "(SSIM {0.45} at scale 2", lambda: edit_ssim("all", "swap", 2.0)),
-    Quote(NB[6], "scale 2, {0.22} at", lambda: edit_ssim("all", "swap", 3.0)),
+    Quote(NB[6], "(SSIM {0.45} at scale 2",
+          lambda: cond_mean("edit_ssim", config="all", method="swap", guidance=2.0)),
+    Quote(NB[6], "scale 2, {0.22} at",
+          lambda: cond_mean("edit_ssim", config="all", method="swap", guidance=3.0)),
     Quote(NB[6], "method's ({16.4%}", lambda: cond("all", "edit hit-rate")),
     Quote(NB[6], "{0.7} points over the top prior",
           lambda: 100 * cond_verdict("all", "edit diff")),
@@ -531,8 +509,8 @@ QUOTES: list[Quote] = [
           / bench("bench_h100_b256", 1, "train_images_per_s")),
     Quote(NB[6], "same size ({0.020} bpd", lambda: -diff("gpu", "baselines", "glow-normflows",
                                                          "glow")),
-    Quote(NB[6], "{10.0} vs 14.3 at", lambda: gpu_fd("baselines/glow")),
-    Quote(NB[6], "10.0 vs {14.3} at", lambda: gpu_fd("baselines/glow-normflows")),
+    Quote(NB[6], "{10.0} vs 14.3 at", lambda: gpu("fd", "baselines/glow")),
+    Quote(NB[6], "10.0 vs {14.3} at", lambda: gpu("fd", "baselines/glow-normflows")),
     Quote(NB[6], "(within {3%})", lambda: abs(params_ratio("cpu", "baselines", "bplf-glow-size",
                                                           "glow") - 1)),
     Quote(NB[6], "by {0.034} bpd (SE", lambda: -diff("cpu", "baselines", "bplf-glow-size",

@@ -7,7 +7,7 @@ import matplotlib
 import pytest
 import torch
 
-from bplf.course.tweedie import Mixture, tweedie
+from bplf.course.tweedie import Mixture, check, tweedie
 from bplf.course.viz import tweedie_figure
 
 matplotlib.use("Agg")
@@ -27,8 +27,11 @@ def test_the_posterior_mean_is_what_simulation_says():
     near = (noisy - 0.1).abs() < 0.005  # noisy values near 0.1: their clean values' mean
     exact = mixture.posterior_mean(torch.tensor([0.1], dtype=torch.float64), sigma)
     assert abs(clean[near].mean() - exact) < 0.005
-    denoised = tweedie(lambda v: mixture.log_prob(v, sigma), noisy, sigma)
-    assert ((denoised - clean) ** 2).mean() < 0.8 * ((noisy - clean) ** 2).mean()
+    result = check(mixture, sigma, n=100_000)
+    assert result["gap"] < 1e-12
+    assert result["mse_denoised"] < 0.8 * result["mse_noisy"]
+    # without noise in the data there is nothing to remove
+    assert check(mixture, 1e-6, n=10_000)["mse_noisy"] < 1e-11
 
 
 def test_without_noise_the_step_changes_nothing_and_the_figure_draws():
