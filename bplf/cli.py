@@ -17,7 +17,7 @@ from bplf.likelihood import to_uint8
 from bplf.pretrained import export_model
 from bplf.research import conditioning, experiments, noise, quoted, quotes, scoring
 from bplf.research.bench import throughput
-from bplf.research.evaluate import evaluate_checkpoint
+from bplf.research.evaluate import SWEEPS, evaluate_checkpoint
 from bplf.research.metrics.classifier import ClassifierConfig, evaluate_classifier, train_classifier
 from bplf.runs import TrainConfig, load_checkpoint
 from bplf.settings import setup_cpu
@@ -229,9 +229,10 @@ def main(argv: list[str] | None = None) -> None:
                    help="guidance scales, each by the coupling rule and by the prior rule, of "
                         "the samples and of swap and reexpress edits (above 1: a model trained "
                         "with label dropout; bplf.guidance)")
-    p.add_argument("--sweep", choices=["grid", "person"], default="grid",
+    p.add_argument("--sweep", choices=["grid", *SWEEPS], default="grid",
                    help="grid: every temperature x guidance scale; person: the curated sweep "
-                        "of bplf.research.evaluate.person_sweep (ignores --temperatures, "
+                        "of bplf.research.evaluate.person_sweep; shortlist: its settings in "
+                        "contention (shortlist_sweep; the named sweeps ignore --temperatures, "
                         "--guidance)")
     p.add_argument("--workers", type=int, default=1,
                    help="2: measure the edits in a second process (one thread each)")

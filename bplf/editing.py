@@ -165,7 +165,8 @@ def ascend_own_classifier(model: BPLF, zs: list[Tensor], source: Tensor, target:
 def decode_edit(model: BPLF, start: EditStart, target, intensity: float = 1.0,
                 means: list[Tensor] | None = None, denoise: bool = False) -> Tensor:
     """The edited faces from ``encode_for_edit``'s start, by its method (module docstring);
-    ``denoise``: one Tweedie step given the target after decoding (``BPLF.denoise``)."""
+    ``denoise``: one Tweedie step given the target after decoding (``BPLF.denoise``; a model
+    trained on noisy faces)."""
     out = _decode_edit(model, start, target, intensity, means)
     if not denoise:
         return out
@@ -226,7 +227,7 @@ def interpolate(model: BPLF, x_a: Tensor, x_b: Tensor, steps: int = 8, y=None) -
 @torch.no_grad()
 def sample_faces(model: BPLF, n_per_emotion: int, temperature: float, seed: int = 0,
                  batch_size: int = 500, guidance: Guidance | float = 1.0,
-                 denoise: bool = False) -> tuple[torch.Tensor, np.ndarray]:
+                 denoise: bool | None = None) -> tuple[torch.Tensor, np.ndarray]:
     """``n_per_emotion`` samples of every emotion as uint8 (N, 48, 48), with their labels; fixed
     seeds (one generator per temperature, drawn in fixed-size batches); ``guidance`` and
     ``denoise`` as in ``BPLF.sample``."""
@@ -236,7 +237,7 @@ def sample_faces(model: BPLF, n_per_emotion: int, temperature: float, seed: int 
     guidance = Guidance.of(guidance)
     # the peers have neither guidance nor denoising
     guided = ({"guidance": guidance} if guidance.active else {}) | (
-        {"denoise": True} if denoise else {})
+        {"denoise": denoise} if denoise is not None and isinstance(model, BPLF) else {})
     out = []
     for i in range(0, len(y), batch_size):
         yb = torch.as_tensor(y[i : i + batch_size], device=device)

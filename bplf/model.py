@@ -598,22 +598,31 @@ class BPLF(DensityModel):
             (score,) = torch.autograd.grad(self.log_prob(noisy, y).sum(), noisy)
         return (x + sigma**2 * score).detach()
 
+    def denoises(self, denoise: bool | None = None) -> bool:
+        """Whether ``sample`` takes the denoising step: ``denoise`` if given, else exactly when
+        the model is a density of noisy faces (``noise_std`` > 0), whose drawn samples carry
+        that noise and whose denoised ones are its estimate of the clean face. (Edits decode the
+        latents of a clean photo, and at intensity 0 give it back unchanged: they take the step
+        only when asked, ``bplf.editing.decode_edit``.)"""
+        return self.noise_std > 0 if denoise is None else bool(denoise)
+
     @torch.no_grad()
     def sample(self, n: int, y: Tensor | int | None = None, temperature: float = 1.0,
                generator: torch.Generator | None = None,
-               guidance: Guidance | float = 1.0, denoise: bool = False) -> Tensor:
+               guidance: Guidance | float = 1.0, denoise: bool | None = None) -> Tensor:
         """``n`` images (N, C, H, W) in about [-0.5, 0.5), of emotion ``y`` (None, int, (n,)),
         every latent drawn at ``temperature`` (0.6-0.8 gives cleaner faces than 1.0).
         ``guidance`` (a ``bplf.guidance.Guidance``; a number is the coupling rule's scale)
         strengthens the expression: the result is then no longer a draw from the model's
         density. The priors' rule needs a model trained with label dropout, the couplings'
         label-conditioned couplings too. ``denoise``: one Tweedie step given ``y`` after
-        sampling (``denoise``; a model trained on noisy faces)."""
+        sampling (``denoise``); by default taken by a model trained on noisy faces
+        (``denoises``)."""
         labels = self._labels(y, n)
         zs: list[Tensor | None] = [None] * len(self.latent_shapes())
         x = self._decode(zs, temperature, generator, y=labels,
                          guidance=Guidance.of(guidance), n=n)[0]
-        return self.denoise(x, labels) if denoise else x
+        return self.denoise(x, labels) if self.denoises(denoise) else x
 
 
 register_implementation("bplf", BPLF)

@@ -1,9 +1,14 @@
-"""The shipped pretrained model: exporting a run's selected weights, and loading them back.
+"""The shipped pretrained models: exporting a run's selected weights, and loading them back.
 
 A training run directory holds ``checkpoint.pt`` (latest, with the optimizer state, for
 resuming) and ``best.pt`` (lowest val bpd). ``export_model`` keeps only what inference needs,
-the selected weights, as ``model.pt`` beside the run's ``config.json``; that is what the repo
-ships in ``checkpoints/bplf-emotion48`` and what ``load_pretrained()`` loads.
+the selected weights, as ``model.pt`` beside the run's ``config.json``.
+
+The repo ships two models, one per job. A flow trained on faces with Gaussian noise added
+samples cleaner faces (after one denoising step), but its likelihood is that of noisy faces,
+which costs bits on clean ones; so the **sampler** (``SAMPLER_DIR``, what ``load_pretrained()``
+loads) is noise-trained, and the **likelihood model** (``LIKELIHOOD_DIR``) is trained on clean
+faces, for bits per dimension and the flow's own classifier.
 """
 
 from __future__ import annotations
@@ -17,9 +22,12 @@ from bplf.runs import CHECKPOINT_FILE, load_checkpoint, read_checkpoint
 from bplf.settings import REPO_ROOT
 from bplf.utils import atomic_save, read_json_object
 
-#: the checkpoint trained and committed by the repo (see its README.md for the command)
-PRETRAINED_DIR = REPO_ROOT / "checkpoints" / "bplf-emotion48"
-#: the model it replaced (no label in the couplings), kept with its config and figures
+#: the shipped sampler: trained on noisy faces, its samples end with one denoising step (its
+#: README.md gives the command that trained it)
+SAMPLER_DIR = REPO_ROOT / "checkpoints" / "bplf-emotion48-sampler"
+#: the shipped likelihood model: trained on clean faces (the sampler before ``SAMPLER_DIR``)
+LIKELIHOOD_DIR = REPO_ROOT / "checkpoints" / "bplf-emotion48"
+#: the first shipped model (no label in the couplings), which the likelihood model replaced
 PREVIOUS_DIR = REPO_ROOT / "checkpoints" / "bplf-emotion48-v1"
 EXPORT_FILE = "model.pt"
 EVALUATION_FILE = "evaluation.json"
@@ -43,11 +51,12 @@ def export_model(run: Path | str, weights: str = "best.pt") -> Path:
 
 def load_pretrained(path: Path | str | None = None,
                     device: torch.device | str | None = None) -> BPLF:
-    """The shipped pretrained BPLF (or the run directory ``path``), in eval mode on ``device``.
+    """The shipped sampler (or the model directory ``path``, e.g. ``LIKELIHOOD_DIR``), in eval
+    mode on ``device``.
 
     A damaged or mismatched ``model.pt`` or ``config.json`` raises ``bplf.utils.CheckpointError``
     naming the file, the problem and what to do (see ``bplf.runs.load_checkpoint``)."""
-    path = Path(path) if path is not None else PRETRAINED_DIR
+    path = Path(path) if path is not None else SAMPLER_DIR
     if not (path / "config.json").exists():
         raise FileNotFoundError(
             f"{path}: no pretrained model here (expected config.json and {EXPORT_FILE}; make one "
@@ -57,9 +66,9 @@ def load_pretrained(path: Path | str | None = None,
 
 def read_evaluation(path: Path | str | None = None, name: str = EVALUATION_FILE) -> dict:
     """The ``evaluation.json`` (or another report ``name``) that ``python -m bplf evaluate``
-    wrote for a model directory (default: the shipped model); a file that is not a JSON object
+    wrote for a model directory (default: the shipped sampler); a file that is not a JSON object
     raises ``CheckpointError`` naming it."""
-    return read_json_object(Path(path or PRETRAINED_DIR) / name,
+    return read_json_object(Path(path or SAMPLER_DIR) / name,
                             "rewrite it with the `python -m bplf evaluate` command in the "
                             "directory's README.md")
 
@@ -70,6 +79,6 @@ def recommended(path: Path | str | None = None) -> dict:
     (method, guidance)."""
     report = read_evaluation(path)
     if "recommended" not in report:
-        raise KeyError(f"{Path(path or PRETRAINED_DIR) / EVALUATION_FILE}: no recommended "
+        raise KeyError(f"{Path(path or SAMPLER_DIR) / EVALUATION_FILE}: no recommended "
                        "settings (written by `python -m bplf evaluate --per-emotion N`)")
     return report["recommended"]

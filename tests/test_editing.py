@@ -12,10 +12,13 @@ from bplf.course.widgets import EditExplorer, SampleExplorer
 from bplf.data import EMOTIONS
 from bplf.editing import (
     ascend_own_classifier,
+    decode_edit,
     edit_expression,
     edit_latents,
+    encode_for_edit,
     interpolate,
     latent_means,
+    sample_faces,
 )
 from bplf.guidance import Guidance
 from bplf.likelihood import dequantize
@@ -184,3 +187,31 @@ def test_edit_explorer_callbacks(small_model, synthetic_es, small_means):
     assert ex.images.shape == (2, 48, 48)
     with pytest.raises(ValueError, match="at least one face"):
         EditExplorer(small_model, faces.select(split="train"), small_means)
+
+
+def test_a_noise_trained_model_samples_denoised_by_default(small_model, synthetic_es):
+    """``BPLF.denoises``: without ``denoise``, a model trained on noisy faces takes the Tweedie
+    step after sampling, and a clean-face model never does; edits take it only when asked (at
+    intensity 0 they give the photo back)."""
+    x = dequantize(synthetic_es.select(split="test").subsample(4, seed=0).images, centre=True)
+    source, target = torch.zeros(4, dtype=torch.long), torch.full((4,), 3)
+
+    def draw(**denoise):
+        return small_model.sample(4, 3, 0.7, torch.Generator().manual_seed(1), **denoise)
+
+    clean_default, clean_raw = draw(), draw(denoise=False)
+    small_model.noise_std = 0.05
+    try:
+        default, raw, denoised = draw(), draw(denoise=False), draw(denoise=True)
+        faces, _ = sample_faces(small_model, 1, 0.7, seed=2)
+        faces_denoised, _ = sample_faces(small_model, 1, 0.7, seed=2, denoise=True)
+        start = encode_for_edit(small_model, x, source, "prior")
+        unchanged = decode_edit(small_model, start, target, 0.0)
+        edit, edit_denoised = (decode_edit(small_model, start, target, 1.0, denoise=d)
+                               for d in (False, True))
+    finally:
+        small_model.noise_std = 0.0
+    assert torch.equal(default, denoised) and not torch.allclose(default, raw)
+    assert torch.equal(clean_default, clean_raw) and torch.equal(clean_default, raw)
+    assert torch.equal(faces, faces_denoised)
+    assert (unchanged - x).abs().max() < 1e-4 and not torch.allclose(edit, edit_denoised)

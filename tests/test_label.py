@@ -35,7 +35,7 @@ from bplf.model import (
     make_model,
     register_implementation,
 )
-from bplf.pretrained import PRETRAINED_DIR, PREVIOUS_DIR
+from bplf.pretrained import LIKELIHOOD_DIR, PREVIOUS_DIR
 from bplf.research.metrics.faces import pair_ssim, rmse, same_emotion_pairs, ssim
 from bplf.research.metrics.fidelity import generative_accuracy
 from bplf.runs import TrainConfig, load_run_config
@@ -68,7 +68,7 @@ def test_flat_label_fields_of_older_configs_are_translated():
 
 
 def test_shipped_configs_translate_with_the_run_that_trained_them():
-    shipped, train = load_run_config(PRETRAINED_DIR)
+    shipped, train = load_run_config(LIKELIHOOD_DIR)
     assert train.label_dropout > 0
     assert shipped.label == LabelConfig(splits=True, couplings=True, null_trained=True)
     previous, train = load_run_config(PREVIOUS_DIR)

@@ -156,7 +156,8 @@ def denoised_side_by_side(model, per_emotion: int = 4, temperature: float = 0.7,
     """The same latent draws decoded (left half of each row) and after one Tweedie denoising step
     (right half, ``BPLF.denoise`` with the noise the model was trained on), one row per emotion."""
     guidance = Guidance.of(guidance)
-    raw, _ = sample_faces(model, per_emotion, temperature, seed, guidance=guidance)
+    raw, _ = sample_faces(model, per_emotion, temperature, seed, guidance=guidance,
+                          denoise=False)
     clean, _ = sample_faces(model, per_emotion, temperature, seed, guidance=guidance,
                             denoise=True)
     k = model.config.num_classes

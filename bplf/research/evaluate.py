@@ -112,12 +112,13 @@ class Sweep:
     (method, guidance, intensities); ``gradient_faces``: how many of the edited faces the
     costly ``gradient`` method gets (0: none); ``denoise``: every sample and edit setting as
     drawn (False) and/or after one Tweedie step (True, ``BPLF.denoise``; measured only for a
-    model trained on noisy faces)."""
+    model trained on noisy faces); None: as the model samples (``BPLF.denoises``) and edits
+    (plain) by default."""
 
     samples: list[tuple[float, Guidance]]
     edits: list[tuple[str, Guidance, tuple[float, ...]]]
     gradient_faces: int = 0
-    denoise: tuple[bool, ...] = (False,)
+    denoise: tuple[bool | None, ...] = (None,)
 
 
 #: intensities of the edits that move latents by statistics: they change little below 2
@@ -172,6 +173,33 @@ def person_sweep(methods: tuple[str, ...]) -> Sweep:
                                 g(prior=7, coupling=2))]
     return Sweep(samples, edits, 14 if "gradient" in methods else 0)
 
+
+def shortlist_sweep(methods: tuple[str, ...]) -> Sweep:
+    """The person sweep narrowed to the settings in contention on the model it chose for
+    (the prior rule, alone or with the couplings at 2, near each temperature's best joint
+    rates; the plain samples as the reference; the coupling rule at 4, where faces began to
+    break): for a model whose every sample costs a denoising step too. Edits: ``mean`` and
+    ``prior``, ``reexpress`` by the prior rule, ``swap`` at coupling scale 4."""
+    g = Guidance
+    samples = ([(0.7, x) for x in (g(), g(coupling=4), g(prior=3), g(prior=3, coupling=2),
+                                   g(prior=4, coupling=2))]
+               + [(0.85, x) for x in (g(), g(prior=2), g(prior=3), g(prior=4),
+                                      g(prior=3, coupling=2))]
+               + [(1.0, x) for x in (g(), g(prior=3), g(prior=4), g(prior=7, coupling=2))])
+    edits = []
+    for method in methods:
+        if method in ("mean", "prior"):
+            edits.append((method, g(), LATENT_INTENSITIES))
+        elif method == "swap":
+            edits.append((method, g(coupling=4), LABEL_INTENSITIES))
+        elif method == "reexpress":
+            edits += [(method, x, LABEL_INTENSITIES)
+                      for x in (g(prior=2), g(prior=3), g(prior=4), g(prior=3, coupling=2))]
+    return Sweep(samples, edits, 14 if "gradient" in methods else 0)
+
+
+#: the named sweeps of ``evaluate_checkpoint`` (besides "grid")
+SWEEPS = {"person": person_sweep, "shortlist": shortlist_sweep}
 
 #: a sample setting is recommended only if its face rate is at least this share of real faces'
 FACE_RATE_SHARE = 0.9
@@ -278,9 +306,9 @@ def evaluate_checkpoint(path: Path | str, split: str = "test", limit: int | None
     sample setting and (with ``floor``) of its untrained floor; the edit rows
     (``fidelity.edit_sweep``) on ``edit_faces`` faces; the references (real faces, the same person,
     the edits' inputs); and the ``recommend``-ed settings. ``sweep``: "grid" (``grid_sweep`` of
-    ``temperatures`` and ``guidance``), "person" (``person_sweep``) or a ``Sweep``. Guidance needs a
+    ``temperatures`` and ``guidance``), a name of ``SWEEPS`` or a ``Sweep``. Guidance needs a
     run trained with label dropout (its null label is what guidance extrapolates from): asked for on
-    the "grid" sweep it is refused, and the "person" sweep or a ``Sweep`` drop their guided
+    the "grid" sweep it is refused, and the named sweeps or a ``Sweep`` drop their guided
     settings. ``emotion_set``: the faces (default: ``load_emotion_set()``); ``mean_faces``: train
     faces per emotion averaged for the ``mean`` edit. ``workers`` = 2 measures the edits in a second
     process, one thread each."""
@@ -318,14 +346,15 @@ def evaluate_checkpoint(path: Path | str, split: str = "test", limit: int | None
     methods = model.edit_methods if edit_faces > 0 else ()
     if sweep == "grid":
         plan = grid_sweep(temperatures, guidance, methods, gradient_faces=min(edit_faces, 14))
-    elif sweep == "person" or isinstance(sweep, Sweep):
-        plan = person_sweep(methods) if sweep == "person" else Sweep(
+    elif isinstance(sweep, Sweep) or sweep in SWEEPS:
+        plan = SWEEPS[sweep](methods) if isinstance(sweep, str) else Sweep(
             list(sweep.samples), list(sweep.edits), sweep.gradient_faces, sweep.denoise)
         if not guidable:
             plan.samples = [(t, g) for t, g in plan.samples if not g.active]
             plan.edits = [e for e in plan.edits if not e[1].active]
     else:
-        raise ValueError(f"sweep must be 'grid', 'person' or a Sweep, not {sweep!r}")
+        raise ValueError(f"sweep must be 'grid', {', '.join(map(repr, SWEEPS))} or a Sweep, "
+                         f"not {sweep!r}")
     plan.edits = [e for e in plan.edits if e[0] in methods]
     # denoising undoes the noise a model was trained on: a clean-face model has none
     plan.denoise = tuple(d for d in plan.denoise if not d or model.noise_std > 0) or (False,)

@@ -14,16 +14,22 @@ by the noise rule (``bplf.research.stats``).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from bplf.guidance import Guidance
-from bplf.research.evaluate import Sweep
+from bplf.pretrained import EXPORT_FILE, read_evaluation
+from bplf.research.evaluate import FACE_RATE_SHARE, Sweep
+from bplf.research.metrics.fidelity import CEILING
 from bplf.research.scoring import GridScoring, per_seed
 from bplf.research.stats import compare, verdict
+from bplf.runs import read_checkpoint
 
-#: today's recipe: the shipped model's configuration
+#: today's recipe: the configuration of the likelihood model (the sampler of part 1)
 BASELINE = "today"
 #: part 1's recommended sample setting and edit (``recommended`` in
 #: ``checkpoints/bplf-emotion48/evaluation.json``: temperature and guidance; method, guidance
@@ -128,3 +134,98 @@ def chosen(rows: pd.DataFrame, baseline: str = BASELINE) -> str:
     ok = [c for c in v.index if v.loc[c, "better edits?"] != "does not replicate"
           and v.loc[c, "lower FD?"] != "does not replicate"]
     return str(summary(rows).loc[[baseline, *ok], "joint rate"].idxmax())
+
+
+#: the shipped sampler's targets (issue "Faces a person accepts, part 2"), against part 1's
+#: model: unguided Fréchet distance at most this share of part 1's
+FD_SHARE = 0.5
+#: ... a joint rate at least part 1's recommended one among settings this diverse (pair SSIM;
+#: two real people of one emotion: about 0.07)
+DIVERSE_PAIR_SSIM = 0.15
+#: ... edits' joint hit-rate, keeping the person
+EDIT_JOINT = 0.45
+#: ... and clean FER-2013 test bpd (else a likelihood model ships beside the sampler)
+CLEAN_BPD = 5.32
+
+
+def _as_sampled(report: dict, temperature: float, guidance: str) -> dict:
+    """A model's row at a sample setting, as it samples by default (denoised where it
+    denoises: then every row of its evaluation is)."""
+    rows = [r for r in report["fidelity"] if r["generator"] == report["checkpoint"]
+            and r["temperature"] == temperature and r["guidance"] == guidance]
+    return max(rows, key=lambda r: bool(r.get("denoised")))
+
+
+def targets(sampler: dict, part1: dict) -> pd.DataFrame:
+    """Each target of the shipped sampler (its ``evaluation.json``) against part 1's model
+    (``part1``): part 1's figure, the sampler's, the bound (as text and as a number), whether
+    the sampler meets it and, where not, by how much it misses (``missed by``, in the figure's
+    units). One row each for the unguided samples at T 0.7 (FD, joint rate), the most diverse
+    settings (the highest joint rate among settings with pair SSIM <= ``DIVERSE_PAIR_SSIM`` and
+    face rate >= 0.9x real faces'), the recommended samples and edit, and clean FER-2013 test
+    bpd."""
+    t, g = UNGUIDED
+    mine, theirs = _as_sampled(sampler, t, g.label()), _as_sampled(part1, t, g.label())
+    real = next(r for r in sampler["fidelity"] if r["generator"] == CEILING)
+    diverse = [r for r in sampler["fidelity"] if r["generator"] == sampler["checkpoint"]
+               and r["pair_ssim"] <= DIVERSE_PAIR_SSIM
+               and r["face_rate"] >= FACE_RATE_SHARE * real["face_rate"]]
+    best_diverse = max((r["joint_rate"] for r in diverse), default=float("nan"))
+    rec, rec1 = sampler["recommended"], part1["recommended"]
+    joint1 = rec1["samples"]["joint_rate"]
+    edit = rec["edits"]
+    bpd, bpd1 = (r["sources"]["fer2013"]["marginal_bpd"] for r in (sampler, part1))
+    # (target, part 1, sampler, bound as text, bound, +1: at least the bound, -1: at most,
+    # +2: above it)
+    rows = [
+        ("unguided FD, T 0.7", theirs["fd"], mine["fd"], f"<= {FD_SHARE:g}x part 1's",
+         FD_SHARE * theirs["fd"], -1),
+        ("unguided joint rate, T 0.7", theirs["joint_rate"], mine["joint_rate"],
+         "above part 1's", theirs["joint_rate"], 2),
+        (f"best joint rate with pair SSIM <= {DIVERSE_PAIR_SSIM:g}", joint1, best_diverse,
+         ">= part 1's recommended", joint1, 1),
+        ("recommended samples: joint rate", joint1, rec["samples"]["joint_rate"],
+         ">= part 1's", joint1, 1),
+        ("recommended samples: pair SSIM", rec1["samples"]["pair_ssim"],
+         rec["samples"]["pair_ssim"], f"<= {DIVERSE_PAIR_SSIM:g}", DIVERSE_PAIR_SSIM, -1),
+        ("recommended edit: joint hit-rate", rec1["edits"]["joint_rate"], edit["joint_rate"],
+         f">= {EDIT_JOINT:g}, the person kept", EDIT_JOINT, 1),
+        ("clean FER-2013 test bpd", bpd1, bpd, f"<= {CLEAN_BPD:g}", CLEAN_BPD, -1),
+    ]
+    table = pd.DataFrame(rows, columns=["target", "part 1", "sampler", "bound", "bound value",
+                                        "sense"]).set_index("target")
+    # how far the sampler is short of the bound (> 0: short; NaN: no setting qualified)
+    gap = (table["bound value"] - table["sampler"]) * table["sense"].clip(-1, 1)
+    table["met"] = (gap < 0) | ((gap == 0) & (table["sense"] != 2))
+    table.loc["recommended edit: joint hit-rate", "met"] &= bool(edit["meets_rule"])
+    table["missed by"] = gap.clip(lower=0).where(~table["met"], 0.0).fillna(float("inf"))
+    return table.drop(columns="sense")
+
+
+def progress(folder: Path | str, sampler_dir: Path | str, start: dict) -> pd.DataFrame:
+    """The unguided samples at T 0.7 along the sampler's run, by step: 0 (``start``, the model
+    it started from, as drawn), every ``stepN.json`` in ``folder`` (``python -m bplf evaluate
+    --temperatures 0.7 --guidance 1 --edit-faces 0`` on a checkpoint of the run) and the
+    sampler's own evaluation at the step its ``model.pt`` was saved: face rate, joint rate, FD."""
+    t, g = UNGUIDED
+    reports = {0: start}
+    for path in Path(folder).glob("step*.json"):
+        reports[int(path.stem.removeprefix("step"))] = read_evaluation(path.parent, path.name)
+    final = int(read_checkpoint(Path(sampler_dir) / EXPORT_FILE)["state"]["step"])
+    reports[final] = read_evaluation(sampler_dir)
+    rows = {step: _as_sampled(r, t, g.label()) for step, r in sorted(reports.items())}
+    return pd.DataFrame({"face rate": {s: r["face_rate"] for s, r in rows.items()},
+                         "joint rate": {s: r["joint_rate"] for s, r in rows.items()},
+                         "FD": {s: r["fd"] for s, r in rows.items()}}).rename_axis("step")
+
+
+def steps_to(table: pd.DataFrame, column: str, target: float) -> float:
+    """The step at which ``column`` of ``progress`` would reach ``target`` if it kept falling
+    (or rising) linearly in log(step) as it did over the run's measured steps (step 0 left out):
+    a rough reading of the curve, not a promise; inf where it does not move toward the
+    target."""
+    run = table.loc[table.index > 0, column]
+    slope, intercept = np.polyfit(np.log(run.index.to_numpy(float)), run.to_numpy(), 1)
+    if slope == 0 or (target - run.iloc[-1]) / slope < 0:
+        return math.inf
+    return float(np.exp((target - intercept) / slope))

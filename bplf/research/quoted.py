@@ -22,7 +22,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from bplf.pretrained import read_evaluation
+from bplf.pretrained import LIKELIHOOD_DIR, SAMPLER_DIR, read_evaluation
+from bplf.research import noise
 from bplf.research.conditioning import summary
 from bplf.research.experiments import read_fidelity
 from bplf.research.metrics.fidelity import CEILING
@@ -32,9 +33,10 @@ from bplf.utils import atomic_write
 BLOCK = re.compile(r"(<!-- figures: (\S+)(?: (\S+))? -->\n)(.*?)(<!-- /figures -->)", re.S)
 #: the prose (markdown files, and notebooks' markdown cells): its figures are checked and its
 #: markdown files' blocks rendered
-DOCUMENTS = ("README.md", "docs/teaching.md", "checkpoints/bplf-emotion48/README.md",
-             "checkpoints/bplf-emotion48-v1/README.md", "checkpoints/emotion-cnn/README.md",
-             "results/ablations/README.md", "notebooks/01_build_emotion_set.ipynb",
+DOCUMENTS = ("README.md", "docs/teaching.md", "checkpoints/bplf-emotion48-sampler/README.md",
+             "checkpoints/bplf-emotion48/README.md", "checkpoints/bplf-emotion48-v1/README.md",
+             "checkpoints/emotion-cnn/README.md", "results/ablations/README.md",
+             "notebooks/01_build_emotion_set.ipynb",
              "notebooks/02_change_of_variables.ipynb",
              "notebooks/03_coupling_and_pca_layers.ipynb", "notebooks/04_train_bplf.ipynb",
              "notebooks/05_samples_and_expressions.ipynb", "notebooks/06_ablations.ipynb")
@@ -66,26 +68,29 @@ def _own(report: dict) -> list[dict]:
     return [r for r in report["fidelity"] if r["generator"] == report["checkpoint"]]
 
 
-def _find(report: dict, temperature: float, guidance: str) -> dict | None:
+def _find(report: dict, temperature: float, guidance: str,
+          denoised: bool = False) -> dict | None:
     return next((r for r in _own(report) if r["temperature"] == temperature
-                 and r["guidance"] == guidance and not r.get("denoised")), None)
+                 and r["guidance"] == guidance and bool(r.get("denoised")) == denoised), None)
 
 
 def person_samples(model_dir: str) -> str:
     """Real test faces, the recommended sample setting, unguided samples and (where measured)
-    the setting recommended before the face metrics (couplings guided 8), as a table."""
+    the setting recommended before the face metrics (couplings guided 8), as a table; denoised
+    as the recommended setting is."""
     report = read_evaluation(REPO_ROOT / model_dir)
     real = next(r for r in report["fidelity"] if r["generator"] == CEILING)
     best = report["recommended"]["samples"]
+    denoised = bool(best.get("denoised"))
     rows = [_sample_row(f"real test faces ({real['n']:,})", real)]
-    chosen = _find(report, best["temperature"], best["guidance"])
-    rows.append(_sample_row(f"**recommended**: T {best['temperature']:g}, {best['guidance']}",
-                            chosen))
+    chosen = _find(report, best["temperature"], best["guidance"], denoised)
+    rows.append(_sample_row(f"**recommended**: T {best['temperature']:g}, {best['guidance']}"
+                            + (", denoised" if denoised else ""), chosen))
     for t, g, name in ((0.7, "unguided", "T 0.7, unguided"),
                        (0.7, "couplings 8", "before: T 0.7, couplings 8")):
-        row = _find(report, t, g)
+        row = _find(report, t, g, denoised)
         if row is not None and row is not chosen:
-            rows.append(_sample_row(name, row))
+            rows.append(_sample_row(name + (", denoised" if denoised else ""), row))
     n = _own(report)[0]["n"]
     return (f"{SAMPLE_HEADER}\n" + "\n".join(rows) + f"\n\n{n:,} samples per setting "
             f"({n // 7} per emotion).")
@@ -120,9 +125,11 @@ def person_edits(model_dir: str) -> str:
     edits = report["edits"]
     rows = []
     chosen = next(e for e in edits if e["method"] == best["method"]
-                  and e["guidance"] == best["guidance"] and e["intensity"] == best["intensity"])
+                  and e["guidance"] == best["guidance"] and e["intensity"] == best["intensity"]
+                  and bool(e.get("denoised")) == bool(best.get("denoised")))
     rows.append(_edit_row(f"**recommended**: {best['method']}, {best['guidance']}, intensity "
-                          f"{best['intensity']:g}", chosen))
+                          f"{best['intensity']:g}" + (", denoised" if best.get("denoised")
+                                                      else ""), chosen))
     floor = 0.9 * ref["edit_inputs"]["face_rate"]
     for method in dict.fromkeys(e["method"] for e in edits):
         mine = [e for e in edits if e["method"] == method and e is not chosen]
@@ -141,6 +148,60 @@ def person_edits(model_dir: str) -> str:
             f"{_pct(ref['edit_inputs']['face_rate'])}. Same person, another expression (CK+ and "
             f"JAFFE, {ref['same_person']['n']:,} pairs): SSIM {ref['same_person']['ssim']:.2f}, "
             f"RMSE {ref['same_person']['rmse']:.0f}.")
+
+
+def _target_figure(target: str, v: float) -> str:
+    if math.isnan(v):
+        return "none"
+    if "bpd" in target:
+        return f"{v:.3f}"
+    return _pct(v) if "rate" in target else f"{v:.2f}"
+
+
+SOURCE_NAMES = {"fer2013": "FER-2013 (PrivateTest)", "ckplus": "CK+", "jaffe": "JAFFE"}
+
+
+def test_bpd(model_dir: str) -> str:
+    """A model's test bpd per source (marginal, conditional) and its own classifier's accuracy
+    (overall / balanced), and the marginal bpd of all test faces, as a table."""
+    report = read_evaluation(REPO_ROOT / model_dir)
+    rows = []
+    for source, name in SOURCE_NAMES.items():
+        r = report["sources"][source]
+        acc = r["generative_accuracy"]
+        bpd = f"**{r['marginal_bpd']:.3f}**" if source == "fer2013" else f"{r['marginal_bpd']:.3f}"
+        rows.append(f"| {name} | {r['n']:,} | {bpd} | {r['conditional_bpd']:.3f} | "
+                    f"{_pct(acc['accuracy'])} / {_pct(acc['balanced_accuracy'])} |")
+    total = sum(r["n"] for r in report["sources"].values())
+    rows.append(f"| all | {total:,} | {report['overall_marginal_bpd']:.3f} | | |")
+    return ("| test split | faces | marginal bpd | conditional bpd | flow's own classifier: "
+            "accuracy / balanced |\n| --- | --- | --- | --- | --- |\n" + "\n".join(rows))
+
+
+def sampler_targets(model_dir: str) -> str:
+    """The sampler in ``model_dir`` against part 1's model (the likelihood model), target by
+    target (``bplf.research.noise.targets``)."""
+    table = noise.targets(read_evaluation(REPO_ROOT / model_dir), read_evaluation(LIKELIHOOD_DIR))
+    rows = []
+    for target, r in table.iterrows():
+        verdict = "yes" if r["met"] else (
+            "**no**" + (f", missed by {_target_figure(target, r['missed by'])}"
+                        .replace("%", " points") if 0 < r["missed by"] < math.inf else ""))
+        rows.append(f"| {target} | {r['bound']} | {_target_figure(target, r['part 1'])} | "
+                    f"**{_target_figure(target, r['sampler'])}** | {verdict} |")
+    return ("| target | bound | part 1 (the likelihood model) | the sampler | met |\n"
+            "| --- | --- | --- | --- | --- |\n" + "\n".join(rows))
+
+
+def sampler_progress(folder: str) -> str:
+    """The sampler's unguided samples at T 0.7 along its run (``bplf.research.noise.progress``:
+    the checkpoints' evaluations in ``folder``)."""
+    table = noise.progress(REPO_ROOT / folder, SAMPLER_DIR, read_evaluation(LIKELIHOOD_DIR))
+    rows = [f"| {step:,}" + (" (the likelihood model, as drawn)" if step == 0 else "")
+            + f" | {_pct(r['face rate'])} | {_pct(r['joint rate'])} | {r['FD']:.2f} |"
+            for step, r in table.iterrows()]
+    return ("| step | face rate | joint rate | FD |\n| --- | --- | --- | --- |\n"
+            + "\n".join(rows))
 
 
 def run_progress(folder: str) -> str:
@@ -182,6 +243,9 @@ RENDERERS: dict[str, Callable[[str], str]] = {
     "person-sweep": person_sweep,
     "person-edits": person_edits,
     "run-progress": run_progress,
+    "sampler-progress": sampler_progress,
+    "sampler-targets": sampler_targets,
+    "test-bpd": test_bpd,
 }
 
 

@@ -59,11 +59,6 @@ def mib(path: str) -> float:
     return (REPO_ROOT / path).stat().st_size / 2**20
 
 
-def gen_accuracy(model: str, source: str, key: str = "accuracy") -> float:
-    """The flow's own classifier (argmax_y log p(x|y)) on one test source."""
-    return float(ev(model, "sources", source, "generative_accuracy", key))
-
-
 @cache
 def _classifier_log() -> pd.DataFrame:
     path = REPO_ROOT / "checkpoints" / "emotion-cnn" / "metrics.jsonl"
@@ -198,8 +193,20 @@ def per_emotion_recall(emotion: int) -> float:
     return float(row[emotion] / row.sum())
 
 
-SHIPPED, PREVIOUS = "bplf-emotion48", "bplf-emotion48-v1"
+def rec(model: str, kind: str, key: str) -> float:
+    """A figure of a model's recommended sample setting or edit (``kind``)."""
+    return float(ev(model, "recommended", kind, key))
+
+
+def target(name: str, column: str = "sampler") -> float:
+    """A row of the sampler's targets against part 1's model (``noise.targets``)."""
+    return float(noise.targets(ev(SAMPLER), ev(LIKELIHOOD)).loc[name, column])
+
+
+
+SAMPLER, LIKELIHOOD, PREVIOUS = "bplf-emotion48-sampler", "bplf-emotion48", "bplf-emotion48-v1"
 R, T = "README.md", "docs/teaching.md"
+Z = "checkpoints/bplf-emotion48-sampler/README.md"
 S, V = "checkpoints/bplf-emotion48/README.md", "checkpoints/bplf-emotion48-v1/README.md"
 C, A = "checkpoints/emotion-cnn/README.md", "results/ablations/README.md"
 NB = {n: f"notebooks/{name}.ipynb" for n, name in enumerate(
@@ -232,11 +239,11 @@ QUOTES: list[Quote] = [
     Quote(R, "and {2.4} under", lambda: bench("bench_cpu_avx2_bf16", 1, "train_images_per_s")),
     Quote(R, "**{0.09}x**", lambda: bench_ratio("bench_cpu_avx2_bf16")),
     # README: training
-    Quote(R, "with 2 threads ({1.2} hours)", lambda: hours(SHIPPED)),
-    Quote(R, "**FER-2013 {5.314}**", _bpd(SHIPPED, "fer2013")),
-    Quote(R, "CK+ {4.407}", _bpd(SHIPPED, "ckplus")),
-    Quote(R, "JAFFE {4.768}", _bpd(SHIPPED, "jaffe")),
-    Quote(R, "all {5.272}", lambda: ev(SHIPPED, "overall_marginal_bpd")),
+    Quote(R, "with 2 threads ({1.2} hours)", lambda: hours(LIKELIHOOD)),
+    Quote(R, "**FER-2013 {5.314}**", _bpd(LIKELIHOOD, "fer2013")),
+    Quote(R, "CK+ {4.407}", _bpd(LIKELIHOOD, "ckplus")),
+    Quote(R, "JAFFE {4.768}", _bpd(LIKELIHOOD, "jaffe")),
+    Quote(R, "all {5.272}", lambda: ev(LIKELIHOOD, "overall_marginal_bpd")),
     Quote(R, "Gaussian scores {6.67}",
           lambda: output("03_coupling_and_pca_layers", r"N\(0, I\)\): ([\d.]+) bits/dim")),
     Quote(R, "one CPU thread ({2.8} hours)", lambda: hours(PREVIOUS)),
@@ -244,8 +251,14 @@ QUOTES: list[Quote] = [
     Quote(R, "CK+ {4.425}", _bpd(PREVIOUS, "ckplus")),
     Quote(R, "JAFFE {4.780}", _bpd(PREVIOUS, "jaffe")),
     Quote(R, "all {5.283}", lambda: ev(PREVIOUS, "overall_marginal_bpd")),
-    Quote(R, "abs error {3.4e-4}", lambda: ev(SHIPPED, "round_trip_max_abs_error")),
-    Quote(R, "the previous model {5.1e-4}", lambda: ev(PREVIOUS, "round_trip_max_abs_error")),
+    Quote(R, "abs error {3.4e-4}", lambda: ev(LIKELIHOOD, "round_trip_max_abs_error")),
+    Quote(R, "the first model {5.1e-4}", lambda: ev(PREVIOUS, "round_trip_max_abs_error")),
+    Quote(R, "the sampler {1.7e-5}", lambda: ev(SAMPLER, "round_trip_max_abs_error")),
+    Quote(R, "CPU ({2.4} hours)", lambda: hours(SAMPLER)),
+    Quote(R, "worse: FER-2013 {5.613}", _bpd(SAMPLER, "fer2013")),
+    Quote(R, "more often ({26.3%} against", lambda: target("unguided joint rate, T 0.7")),
+    Quote(R, "against {20.5%}), and", lambda: target("unguided joint rate, T 0.7", "part 1")),
+    Quote(R, "target in {47.1%} of edits", lambda: rec(SAMPLER, "edits", "joint_rate")),
     Quote(R, "FER-2013 {63.4%}", lambda: ev("emotion-cnn", "sources", "fer2013", "accuracy")),
     Quote(R, "CK+ {92.5%}", lambda: ev("emotion-cnn", "sources", "ckplus", "accuracy")),
     Quote(R, "JAFFE {61.0%}", lambda: ev("emotion-cnn", "sources", "jaffe", "accuracy")),
@@ -296,27 +309,28 @@ QUOTES: list[Quote] = [
     Quote(R, "edits (+2.5, {1.0})", lambda: 100 * cond_verdict("label-dropout", "edit se")),
     Quote(R, "guidance ({5.87} to 6.00", lambda: cond_sample("fd", "label-dropout", 1.0, 1.0)),
     Quote(R, "5.87 to {6.00} at", lambda: cond_sample("fd", "label-dropout", 1.0, 8.0)),
+    # the sampler's README
+    Quote(Z, "float32. {2.4} hours of training", lambda: hours(SAMPLER)),
+    Quote(Z, "went from {5.597} at step 500", lambda: log(SAMPLER, 500, "val_bpd")),
+    Quote(Z, "to {5.584} at step 10,000", lambda: log(SAMPLER, 10000, "val_bpd")),
+    Quote(Z, "the last one, {4.9} MiB", lambda: mib(f"checkpoints/{SAMPLER}/model.pt")),
+    Quote(Z, "Fréchet distance, {1.57} against", lambda: rec(SAMPLER, "samples", "fd")),
+    Quote(Z, "1.57 against {2.26}, and", lambda: rec(LIKELIHOOD, "samples", "fd")),
+    Quote(Z, "higher recall, {0.57}\nagainst", lambda: rec(SAMPLER, "samples", "recall")),
+    Quote(Z, "against {0.49}), and", lambda: rec(LIKELIHOOD, "samples", "recall")),
+    Quote(Z, "(SSIM {0.72} to its input", lambda: rec(SAMPLER, "edits", "ssim")),
+    Quote(Z, "same-person reference {0.62})",
+          lambda: ev(SAMPLER, "reference", "same_person", "ssim")),
+    Quote(Z, "noisy ones: {0.30} bits", lambda: target("clean FER-2013 test bpd", "sampler")
+          - target("clean FER-2013 test bpd", "part 1")),
+    Quote(Z, "abs error {1.7e-5}", lambda: ev(SAMPLER, "round_trip_max_abs_error")),
     # the shipped model's README
     Quote(S, "trained at {0.09}x", lambda: bench_ratio("bench_cpu_avx2_bf16")),
-    Quote(S, "{1.23} hours of training", lambda: hours(SHIPPED)),
-    Quote(S, "went from {5.318} at step 400", lambda: log(SHIPPED, 400, "val_bpd")),
-    Quote(S, "to {5.274} at step 3,000", lambda: log(SHIPPED, 3000, "val_bpd")),
-    Quote(S, "the last one, {4.9} MiB", lambda: mib(f"checkpoints/{SHIPPED}/model.pt")),
-    Quote(S, "**{5.314}** (5.3135)", _bpd(SHIPPED, "fer2013")),
-    Quote(S, "({5.3135}) | 5.314", _bpd(SHIPPED, "fer2013")),
-    Quote(S, "(5.3135) | {5.314} |", _bpd(SHIPPED, "fer2013", "conditional_bpd")),
-    Quote(S, "| {36.4%} / 31.9%", lambda: gen_accuracy(SHIPPED, "fer2013")),
-    Quote(S, "36.4% / {31.9%}", lambda: gen_accuracy(SHIPPED, "fer2013", "balanced_accuracy")),
-    Quote(S, "| {4.407} | 4.416", _bpd(SHIPPED, "ckplus")),
-    Quote(S, "| 4.407 | {4.416}", _bpd(SHIPPED, "ckplus", "conditional_bpd")),
-    Quote(S, "| {31.3%} / 23.6%", lambda: gen_accuracy(SHIPPED, "ckplus")),
-    Quote(S, "31.3% / {23.6%}", lambda: gen_accuracy(SHIPPED, "ckplus", "balanced_accuracy")),
-    Quote(S, "| {4.768} | 4.775", _bpd(SHIPPED, "jaffe")),
-    Quote(S, "| 4.768 | {4.775}", _bpd(SHIPPED, "jaffe", "conditional_bpd")),
-    Quote(S, "| {17.1%} / 19.0%", lambda: gen_accuracy(SHIPPED, "jaffe")),
-    Quote(S, "17.1% / {19.0%}", lambda: gen_accuracy(SHIPPED, "jaffe", "balanced_accuracy")),
-    Quote(S, "| 3,760 | {5.272} |", lambda: ev(SHIPPED, "overall_marginal_bpd")),
-    Quote(S, "abs error {3.4e-4}", lambda: ev(SHIPPED, "round_trip_max_abs_error")),
+    Quote(S, "{1.23} hours of training", lambda: hours(LIKELIHOOD)),
+    Quote(S, "went from {5.318} at step 400", lambda: log(LIKELIHOOD, 400, "val_bpd")),
+    Quote(S, "to {5.274} at step 3,000", lambda: log(LIKELIHOOD, 3000, "val_bpd")),
+    Quote(S, "the last one, {4.9} MiB", lambda: mib(f"checkpoints/{LIKELIHOOD}/model.pt")),
+    Quote(S, "abs error {3.4e-4}", lambda: ev(LIKELIHOOD, "round_trip_max_abs_error")),
     # the previous model's README
     Quote(V, "{2.8} hours of training", lambda: hours(PREVIOUS)),
     Quote(V, "{6.08} at step 500", lambda: log(PREVIOUS, 500, "val_bpd")),
@@ -363,7 +377,7 @@ QUOTES: list[Quote] = [
     Quote(A, "difference of {0.013}", lambda: diff("cpu", "precision", "bf16", "float32")),
     Quote(A, "standard error {0.014})",
           lambda: diff("cpu", "precision", "bf16", "float32", "se")),
-    Quote(A, "SSIM {0.617}", lambda: ev(SHIPPED, "reference", "same_person", "ssim")),
+    Quote(A, "SSIM {0.617}", lambda: ev(LIKELIHOOD, "reference", "same_person", "ssim")),
     Quote(A, "chance: {17.5%}", lambda: above(0.7, "accuracy")),
     Quote(A, "and {16.5%} at", lambda: above(1.0, "accuracy")),
     Quote(A, "(margins {3.2} and", lambda: 100 * above(0.7, "margin")),
@@ -374,9 +388,9 @@ QUOTES: list[Quote] = [
     Quote(A, "against {17.5%} at guidance", lambda: cond("top-prior", "best fidelity")),
     Quote(A, "the person {18.2%}", lambda: cond("label-dropout", "edit hit-rate")),
     Quote(A, "18.2% against {15.7%}", lambda: cond("top-prior", "edit hit-rate")),
-    Quote(A, "samples at T {0.85} with", lambda: ev(SHIPPED, "recommended", "samples",
+    Quote(A, "samples at T {0.85} with", lambda: ev(LIKELIHOOD, "recommended", "samples",
                                                    "temperature")),
-    Quote(A, "at\nintensity {1.5}) and", lambda: ev(SHIPPED, "recommended", "edits",
+    Quote(A, "at\nintensity {1.5}) and", lambda: ev(LIKELIHOOD, "recommended", "edits",
                                                     "intensity")),
     # the notebooks' markdown
     Quote(NB[1], "the set ({97%} of the faces)", lambda: output(
@@ -413,7 +427,8 @@ QUOTES: list[Quote] = [
     Quote(NB[6], "10.0 against {14.5})", lambda: gpu("fd", "baselines/glow", "floor")),
     # notebook 06, section 7: the conditioning grid
     Quote(NB[6], "log2 7 = {2.8}", lambda: np.log2(7)),
-    Quote(NB[6], "expressions ({0.617}", lambda: ev(SHIPPED, "reference", "same_person", "ssim")),
+    Quote(NB[6], "expressions ({0.617}",
+          lambda: ev(LIKELIHOOD, "reference", "same_person", "ssim")),
     Quote(NB[6], "barely:\n{17.5%}", lambda: above(0.7, "accuracy")),
     Quote(NB[6], "({3.2} points over chance", lambda: 100 * above(0.7, "margin")),
     Quote(NB[6], "standard error {0.6}; at", lambda: 100 * above(0.7, "se")),
@@ -448,7 +463,7 @@ QUOTES: list[Quote] = [
     Quote(NB[6], "reach {18.2%} at scale 8", lambda: cond("label-dropout", "edit hit-rate")),
     Quote(NB[6], "(top prior: {15.7%})", lambda: cond("top-prior", "edit hit-rate")),
     Quote(NB[6], "with SSIM {0.71}", lambda: cond("label-dropout", "edit SSIM")),
-    Quote(NB[6], "against {0.62} and 37", lambda: ev(SHIPPED, "reference", "same_person",
+    Quote(NB[6], "against {0.62} and 37", lambda: ev(LIKELIHOOD, "reference", "same_person",
                                                      "ssim")),
     Quote(NB[6], "person ({0.08} and 103", lambda: cond_mean("different_person_ssim")),
     Quote(NB[6], "(-{0.011}, SE", lambda: -cond_verdict("label-dropout", "bpd diff")),
@@ -579,6 +594,17 @@ SETTINGS: list[Setting] = [
     Setting(R, "such as \"{15%} label dropout\""),
     # the teacher's guide: exercise numbers
     *[Setting(T, f"{{{lesson}.{k}}}") for lesson in range(1, 7) for k in (1, 2)],
+    Setting(Z, "every coupling, {15%} label dropout"),
+    Setting(Z, "standard deviation {0.025} added"),
+    Setting(Z, "model's [-{0.5}, 0.5) scale"),
+    Setting(Z, "[-0.5, {0.5}) scale"),
+    Setting(Z, "TarFlow's {0.05} on"),
+    Setting(Z, "p * N(0, {0.025}^2 I)"),
+    Setting(Z, "at least {45%} of the time"),
+    Setting(Z, "as different as {0.15} pair SSIM"),
+    Setting(Z, "samples at T {0.7} (denoised)"),
+    Setting(Z, "--temperatures {0.7}"),
+    Setting(R, "(std {0.025}, the winner"),
     Setting(S, "with **{15%} label dropout**"),
     Setting(S, "at least {0.9}x the real"),
     Setting(S, "at least {0.9}x the inputs"),

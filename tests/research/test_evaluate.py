@@ -104,3 +104,23 @@ def test_the_shipped_evaluation_has_a_row_per_edit_figure():
     assert len(hits) == sum(len(e["hit_rate"]) if "identity" in e else 1
                             for e in shipped["edits"])
     assert set(hits["method"]) == {e["method"] for e in shipped["edits"]}
+
+
+def test_the_shortlist_narrows_the_person_sweep():
+    """Every setting of the shortlist is one the person sweep measures; it keeps the plain
+    samples at each temperature and part 1's recommended setting and edit."""
+    from bplf.guidance import Guidance
+    from bplf.research.evaluate import SWEEPS, person_sweep, shortlist_sweep
+
+    methods = ("mean", "prior", "swap", "reexpress", "gradient")
+    person, short = person_sweep(methods), shortlist_sweep(methods)
+    assert set(SWEEPS) == {"person", "shortlist"}
+    assert set(short.samples) < set(person.samples)
+    assert {(t, Guidance()) for t in (0.7, 0.85, 1.0)} | {(0.85, Guidance(prior=3, coupling=2))} \
+        <= set(short.samples)
+    assert {(m, g) for m, g, _ in short.edits} < {(m, g) for m, g, _ in person.edits}
+    assert ("reexpress", Guidance(prior=3, coupling=2), (0.5, 1.0, 1.5)) in short.edits
+    # denoised as the model samples by default (only a noise-trained model takes the step)
+    assert short.denoise == person.denoise == (None,)
+    assert short.gradient_faces == person.gradient_faces == 14
+    assert shortlist_sweep(("swap",)).edits == [("swap", Guidance(coupling=4), (0.5, 1.0, 1.5))]

@@ -9,7 +9,7 @@ import pytest
 
 from bplf.course.viz import noise_figure
 from bplf.guidance import Guidance
-from bplf.pretrained import recommended
+from bplf.pretrained import LIKELIHOOD_DIR, recommended
 from bplf.research.experiments import FIDELITY_COLUMNS, run_grid
 from bplf.research.noise import (
     DENOISED,
@@ -36,7 +36,7 @@ def scored(synthetic_es, tmp_path_factory):
 
 
 def test_the_settings_are_part_ones_recommendation():
-    rec = recommended()
+    rec = recommended(LIKELIHOOD_DIR)
     assert RECOMMENDED_SAMPLES == (rec["samples"]["temperature"],
                                    Guidance.of(rec["samples"]["guidance_config"]))
     edit = rec["edits"]
@@ -120,3 +120,73 @@ def test_the_figure_has_a_bar_per_variant_in_every_panel(scored):
         labels = [t.get_text() for t in ax.get_xticklabels()]
         assert labels == ["today", "noise-0.05", "noise-0.05" + DENOISED]
         assert len(ax.patches) == 3
+
+
+def _report(name: str, unguided: dict, diverse: dict, rec: dict, edit: dict, bpd: float,
+            denoised: bool = False) -> dict:
+    from bplf.research.metrics.fidelity import CEILING
+
+    def row(t, g, **figures):
+        return {"generator": name, "temperature": t, "guidance": g, "denoised": denoised,
+                **figures}
+
+    return {"checkpoint": name,
+            "fidelity": [{"generator": CEILING, "face_rate": 0.6},
+                         row(0.7, "unguided", **unguided), row(1.0, "unguided", **diverse)],
+            "recommended": {"samples": rec, "edits": edit},
+            "sources": {"fer2013": {"marginal_bpd": bpd}}}
+
+
+def test_the_samplers_targets_compare_it_with_part_one():
+    from bplf.research.noise import targets
+
+    part1 = _report("part1", {"fd": 6.4, "joint_rate": 0.2, "pair_ssim": 0.2, "face_rate": 0.8},
+                    {"fd": 4.3, "joint_rate": 0.1, "pair_ssim": 0.08, "face_rate": 0.4},
+                    {"joint_rate": 0.55, "pair_ssim": 0.29},
+                    {"joint_rate": 0.52, "meets_rule": True}, 5.31)
+    sampler = _report("sampler", {"fd": 3.2, "joint_rate": 0.3, "pair_ssim": 0.14,
+                                  "face_rate": 0.9},
+                      {"fd": 3.0, "joint_rate": 0.2, "pair_ssim": 0.1, "face_rate": 0.7},
+                      {"joint_rate": 0.6, "pair_ssim": 0.2},
+                      {"joint_rate": 0.45, "meets_rule": True}, 5.4, denoised=True)
+    t = targets(sampler, part1)
+    assert list(t["met"]) == [True, True, False, True, False, True, False]
+    assert t.loc["unguided FD, T 0.7", "part 1"] == 6.4
+    # the most diverse settings: the unguided T 0.7 row (0.14, a face rate of 0.9) qualifies
+    assert t.iloc[2]["sampler"] == 0.3
+    sampler["recommended"]["edits"]["meets_rule"] = False  # the edit loses the person
+    sampler["fidelity"][1]["fd"] = 3.3  # more than half of part 1's
+    t = targets(sampler, part1)
+    assert not t.iloc[0]["met"] and not t.iloc[5]["met"]
+    missed = t["missed by"].to_numpy()
+    assert missed == pytest.approx([0.1, 0, 0.25, 0, 0.05, 0, 0.08])
+
+
+def test_progress_reads_the_run_by_step_and_steps_to_reads_its_curve(tmp_path):
+    """The unguided samples along a run: step 0 from the model it started from, each stepN.json,
+    and the sampler at its model.pt's step; the curve read in log(step)."""
+    import json
+    import math
+
+    import torch
+
+    from bplf.research.noise import progress, steps_to
+
+    def report(name, fd, joint, denoised=True):
+        return _report(name, {"fd": fd, "joint_rate": joint, "pair_ssim": 0.2,
+                              "face_rate": 0.8}, {"fd": 4.0, "joint_rate": 0.1,
+                                                  "pair_ssim": 0.1, "face_rate": 0.5},
+                       {}, {}, 5.4, denoised)
+
+    folder, sampler = tmp_path / "progress", tmp_path / "sampler"
+    folder.mkdir(), sampler.mkdir()
+    (folder / "step100.json").write_text(json.dumps(report("step100", 6.0, 0.22)))
+    (folder / "step1000.json").write_text(json.dumps(report("step1000", 5.0, 0.25)))
+    (sampler / "evaluation.json").write_text(json.dumps(report("sampler", 4.0, 0.3)))
+    torch.save({"model": {}, "state": {"step": 10000}}, sampler / "model.pt")
+    table = progress(folder, sampler, report("part1", 6.4, 0.2, denoised=False))
+    assert list(table.index) == [0, 100, 1000, 10000]
+    assert list(table["FD"]) == [6.4, 6.0, 5.0, 4.0] and table.loc[10000, "joint rate"] == 0.3
+    # FD falls by 1 per tenfold steps: 3.0 at 100,000
+    assert steps_to(table, "FD", 3.0) == pytest.approx(1e5)
+    assert steps_to(table, "FD", 7.0) == math.inf  # behind it, not ahead

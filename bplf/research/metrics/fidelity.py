@@ -109,6 +109,11 @@ def _person_columns(images: np.ndarray, y: np.ndarray, read: np.ndarray, feats: 
                                   "per_emotion_joint")} | precision_recall(ref, feats)
 
 
+def _denoised(model, setting: tuple) -> bool:
+    """Whether a (…, denoised) setting's samples take the denoising step; the peers never do."""
+    return isinstance(model, BPLF) and model.denoises(setting[0] if setting else None)
+
+
 def fidelity_table(generators: dict[str, BPLF], classifier: EmotionCNN, es: EmotionSet,
                    temperatures: tuple[float, ...] = (0.5, 0.7, 1.0), n_per_emotion: int = 500,
                    seed: int = 0, guidance: dict[str, tuple] | None = None,
@@ -119,8 +124,9 @@ def fidelity_table(generators: dict[str, BPLF], classifier: EmotionCNN, es: Emot
     ``bplf.research.metrics.faces``). ``guidance`` maps a generator's name to the guidance (numbers:
     the coupling rule, or ``Guidance`` objects) it is sampled with at every temperature;
     ``settings`` to exact (temperature, guidance) pairs or (temperature, guidance, denoised)
-    triples instead (denoised: one Tweedie step after sampling, ``BPLF.denoise``); others: plain
-    samples at every temperature. Each row says whether it was ``denoised``."""
+    triples instead (denoised: one Tweedie step after sampling, ``BPLF.denoise``; without it, as
+    the model samples by default, ``BPLF.denoises``); others: the default samples at every
+    temperature. Each row says whether it was ``denoised``."""
     test, val = es.select(split="test"), es.select(split="val")
     # the ceiling: the classifier's accuracy on the real test faces themselves, and the
     # distance of real faces of other people (the val split) to them
@@ -135,7 +141,7 @@ def fidelity_table(generators: dict[str, BPLF], classifier: EmotionCNN, es: Emot
     for name, model in generators.items():
         pairs = (settings or {}).get(name) or [
             (t, g) for g in (guidance or {}).get(name, (1.0,)) for t in temperatures]
-        jobs += [(name, model, p[0], Guidance.of(p[1]), len(p) > 2 and bool(p[2]))
+        jobs += [(name, model, p[0], Guidance.of(p[1]), _denoised(model, p[2:]))
                  for p in pairs]
     for name, model, t, g, denoised in progress(jobs, desc="fidelity"):
         images, y = sample_faces(model.eval(), n_per_emotion, t, seed, guidance=g,
@@ -210,14 +216,15 @@ def generative_accuracy(log_probs: torch.Tensor | np.ndarray, labels: np.ndarray
 def edit_sweep(model: BPLF, classifier: EmotionCNN, images: np.ndarray, labels: np.ndarray,
                settings: list[tuple[str, Guidance | float, tuple[float, ...]]],
                reference: dict, means: list[torch.Tensor] | None = None,
-               denoise: tuple[bool, ...] = (False,)) -> list[dict]:
+               denoise: tuple[bool | None, ...] = (None,)) -> list[dict]:
     """Every face of ``images`` (uint8, emotions ``labels``) edited toward each of the other
     emotions, for each (method, guidance, intensities) of ``settings``: one row per method,
     guidance and intensity with the hit-rate (the classifier reads the target), the face rate
     of the edits, the joint hit-rate (a face *and* the target), SSIM and RMSE to the input and
     whether that keeps the person by the same-person ``reference``
     (``faces.same_person_reference``). ``denoise``: each edit decoded plain (False) and/or
-    followed by one Tweedie step given the target (True, ``editing.decode_edit``)."""
+    followed by one Tweedie step given the target (True, ``editing.decode_edit``); None: as the
+    editors do by default (plain)."""
     labels = np.asarray(labels)
     k = model.config.num_classes
     x = dequantize(images, centre=True)
@@ -225,7 +232,7 @@ def edit_sweep(model: BPLF, classifier: EmotionCNN, images: np.ndarray, labels: 
     for method, guidance, intensities in progress(settings, desc="edits"):
         guidance = Guidance.of(guidance)
         start = encode_for_edit(model, x, torch.as_tensor(labels), method, guidance)
-        edited = {(a, d): [] for a in intensities for d in denoise}
+        edited = {(a, d): [] for a in intensities for d in dict.fromkeys(map(bool, denoise))}
         targets = []
         for offset in range(1, k):
             target = (labels + offset) % k
