@@ -127,6 +127,20 @@ LATENT_INTENSITIES = (0.5, 1.0, 1.5, 2.0, 3.0)
 LABEL_INTENSITIES = (0.5, 1.0, 1.5)
 
 
+def _edit_settings(methods: tuple[str, ...], swaps: list[Guidance],
+                   reexpresses: list[Guidance]) -> list[tuple[str, Guidance, tuple[float, ...]]]:
+    """Each method of ``methods`` as a sweep's edits: ``mean`` and ``prior`` plain at the latent
+    intensities, ``swap`` and ``reexpress`` at each of their guidances and the label intensities."""
+    edits = []
+    for method in methods:
+        if method in ("mean", "prior"):
+            edits.append((method, Guidance(), LATENT_INTENSITIES))
+        elif method in ("swap", "reexpress"):
+            edits += [(method, g, LABEL_INTENSITIES)
+                      for g in (swaps if method == "swap" else reexpresses)]
+    return edits
+
+
 def grid_sweep(temperatures: tuple[float, ...] = (0.5, 0.7, 1.0),
                guidance: tuple[float, ...] = (1.0,), methods: tuple[str, ...] = (),
                gradient_faces: int = 0) -> Sweep:
@@ -137,14 +151,8 @@ def grid_sweep(temperatures: tuple[float, ...] = (0.5, 0.7, 1.0),
     rules = [Guidance()] + [Guidance(coupling=g) for g in scales if g != 1.0] + [
         Guidance(prior=g) for g in scales if g != 1.0]
     rules = [g for g in rules if g.active or 1.0 in guidance]
-    edits = []
-    for method in methods:
-        if method in ("mean", "prior"):
-            edits.append((method, Guidance(), LATENT_INTENSITIES))
-        elif method == "swap":
-            edits += [(method, Guidance(coupling=g), LABEL_INTENSITIES) for g in scales]
-        elif method == "reexpress":
-            edits += [(method, Guidance(prior=g), LABEL_INTENSITIES) for g in scales]
+    edits = _edit_settings(methods, [Guidance(coupling=g) for g in scales],
+                           [Guidance(prior=g) for g in scales])
     return Sweep([(t, g) for g in rules for t in temperatures], edits,
                  gradient_faces if "gradient" in methods else 0)
 
@@ -161,16 +169,9 @@ def person_sweep(methods: tuple[str, ...]) -> Sweep:
     warmer = [g(), g(prior=2), g(prior=3), g(prior=4), g(prior=3, coupling=2)]
     samples = ([(0.7, x) for x in at_07] + [(0.85, x) for x in warmer]
                + [(1.0, x) for x in [*warmer, g(prior=7, coupling=2)]])
-    edits = []
-    for method in methods:
-        if method in ("mean", "prior"):
-            edits.append((method, g(), LATENT_INTENSITIES))
-        elif method == "swap":
-            edits += [(method, g(coupling=c), LABEL_INTENSITIES) for c in (1, 2, 4, 8)]
-        elif method == "reexpress":
-            edits += [(method, x, LABEL_INTENSITIES)
-                      for x in (g(), g(prior=2), g(prior=3), g(prior=4), g(prior=3, coupling=2),
-                                g(prior=7, coupling=2))]
+    edits = _edit_settings(methods, [g(coupling=c) for c in (1, 2, 4, 8)],
+                           [g(), g(prior=2), g(prior=3), g(prior=4), g(prior=3, coupling=2),
+                            g(prior=7, coupling=2)])
     return Sweep(samples, edits, 14 if "gradient" in methods else 0)
 
 
@@ -186,15 +187,8 @@ def shortlist_sweep(methods: tuple[str, ...]) -> Sweep:
                + [(0.85, x) for x in (g(), g(prior=2), g(prior=3), g(prior=4),
                                       g(prior=3, coupling=2))]
                + [(1.0, x) for x in (g(), g(prior=3), g(prior=4), g(prior=7, coupling=2))])
-    edits = []
-    for method in methods:
-        if method in ("mean", "prior"):
-            edits.append((method, g(), LATENT_INTENSITIES))
-        elif method == "swap":
-            edits.append((method, g(coupling=4), LABEL_INTENSITIES))
-        elif method == "reexpress":
-            edits += [(method, x, LABEL_INTENSITIES)
-                      for x in (g(prior=2), g(prior=3), g(prior=4), g(prior=3, coupling=2))]
+    edits = _edit_settings(methods, [g(coupling=4)],
+                           [g(prior=2), g(prior=3), g(prior=4), g(prior=3, coupling=2)])
     return Sweep(samples, edits, 14 if "gradient" in methods else 0)
 
 
